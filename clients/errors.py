@@ -1,0 +1,152 @@
+"""Errors the Triton clients raise, and the one place that maps transport errors onto them."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import importlib
+
+from tritonclient.utils import InferenceServerException
+
+from maas.errors import MaasError
+
+
+class ClientError(MaasError):
+    """A call to the inference server failed; `model` and `status` say where and how."""
+
+    def __init__(self, message: str, *, model: str = "", status: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status = status
+
+
+class ModelNotFoundError(ClientError):
+    """The server does not serve the requested model (or model version)."""
+
+
+class InvalidInputError(ClientError):
+    """The request does not fit the model: HTTP 400 / gRPC INVALID_ARGUMENT, or a local check."""
+
+
+class ServerUnavailableError(ClientError):
+    """The server cannot be reached or refuses work: connection errors, HTTP 503, UNAVAILABLE."""
+
+
+class InferenceTimeoutError(ClientError):
+    """The call ran past the client timeout: socket/asyncio timeouts, gRPC DEADLINE_EXCEEDED."""
+
+
+class InferenceFailedError(ClientError):
+    """Any other failure, such as an error raised by the model itself (HTTP 500 / INTERNAL)."""
+
+
+def _optional_types(*names: tuple[str, str]) -> tuple[type[BaseException], ...]:
+    """Exception classes from optional transport libraries; absent libraries add nothing."""
+    found: list[type[BaseException]] = []
+    for module_name, attribute in names:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found.append(getattr(module, attribute))
+    return tuple(found)
+
+
+# What the transports really raise (seen against tritonserver 2.51): the sync HTTP client
+# (geventhttpclient) raises socket TimeoutError on network_timeout, aiohttp raises TimeoutError
+# subclasses, and tritonclient's own greenlet waits raise gevent.Timeout, a BaseException.
+_TIMEOUT_TYPES: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    asyncio.TimeoutError,  # a distinct class before Python 3.11
+    *_optional_types(("gevent", "Timeout")),
+)
+
+# OSError covers refused/reset connections and DNS failures; http.client.HTTPException covers
+# geventhttpclient's HTTPConnectionClosed and aiohttp.ClientConnectionError its
+# ServerDisconnectedError, both raised when the server dies mid-request.
+_CONNECTION_TYPES: tuple[type[BaseException], ...] = (
+    OSError,
+    http.client.HTTPException,
+    *_optional_types(("aiohttp", "ClientConnectionError")),
+)
+
+#: Exceptions a transport call may raise that callers should pass to `map_error`.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (Exception, *_TIMEOUT_TYPES)
+
+_NOT_FOUND_STATUSES = frozenset({"404", "StatusCode.NOT_FOUND"})
+_INVALID_STATUSES = frozenset({"400", "StatusCode.INVALID_ARGUMENT"})
+_UNAVAILABLE_STATUSES = frozenset({"502", "503", "StatusCode.UNAVAILABLE"})
+_TIMEOUT_STATUSES = frozenset({"408", "504", "StatusCode.DEADLINE_EXCEEDED"})
+
+
+def _is_unknown_model_message(message: str) -> bool:
+    """Whether a server message says the model (or version) does not exist."""
+    lowered = message.lower()
+    # Triton 2.51 says "Request for unknown model: 'x' is not found" (HTTP 404 / NOT_FOUND);
+    # older servers sent the same text with HTTP 400.
+    return "unknown model" in lowered or "is not found" in lowered
+
+
+def _class_for_status(status: str | None, message: str) -> type[ClientError]:
+    """Pick the error class for a server status code and message."""
+    if status in _NOT_FOUND_STATUSES:
+        return ModelNotFoundError
+    # Only trust the wording where the status is vague; a model's own 500 may say "not found".
+    if (status is None or status in _INVALID_STATUSES) and _is_unknown_model_message(message):
+        return ModelNotFoundError
+    if status in _INVALID_STATUSES:
+        return InvalidInputError
+    if status in _UNAVAILABLE_STATUSES:
+        return ServerUnavailableError
+    if status in _TIMEOUT_STATUSES:
+        return InferenceTimeoutError
+    return InferenceFailedError
+
+
+def _format(model: str, message: str, status: str | None) -> str:
+    """Build a message that names the model and keeps the server's words and status."""
+    suffix = f" [{status}]" if status else ""
+    return f"model {model!r}: {message}{suffix}"
+
+
+def _grpc_status(exc: BaseException) -> str | None:
+    """Return a raw grpc.RpcError's code spelled "StatusCode.X", or None if it has none."""
+    code = getattr(exc, "code", None)
+    if not callable(code):
+        return None
+    try:
+        return str(code())
+    except Exception:  # a bare RpcError without call state: no code to read
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    """Exception text, falling back to the class name when the text is empty."""
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def map_error(exc: BaseException, *, model: str) -> ClientError:
+    """Map an exception from tritonclient or its transports onto the `ClientError` tree."""
+    if isinstance(exc, ClientError):
+        return exc
+    if isinstance(exc, InferenceServerException):
+        status = exc.status()
+        message = exc.message() or _describe(exc)
+        cls = _class_for_status(status, message)
+        return cls(_format(model, message, status), model=model, status=status)
+    grpc_status = _grpc_status(exc)
+    if grpc_status is not None:
+        details = getattr(exc, "details", None)
+        message = str(details()) if callable(details) else _describe(exc)
+        cls = _class_for_status(grpc_status, message)
+        return cls(_format(model, message, grpc_status), model=model, status=grpc_status)
+    # Timeouts first: TimeoutError is itself an OSError.
+    if isinstance(exc, _TIMEOUT_TYPES):
+        message = f"timed out waiting for the server ({type(exc).__name__}: {_describe(exc)})"
+        return InferenceTimeoutError(_format(model, message, None), model=model)
+    if isinstance(exc, _CONNECTION_TYPES):
+        message = f"server unreachable ({type(exc).__name__}: {_describe(exc)})"
+        return ServerUnavailableError(_format(model, message, None), model=model)
+    message = f"{type(exc).__name__}: {_describe(exc)}"
+    return InferenceFailedError(_format(model, message, None), model=model)

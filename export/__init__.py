@@ -1,0 +1,16 @@
+"""Export: model specs, the generic exporter and the Triton repository writer."""
+
+from .exporter import ExportResult, export_model
+from .registry import get_spec, model_names, register
+from .repository import ModelRepository
+from .spec import ModelSpec
+
+__all__ = [
+    "ExportResult",
+    "ModelRepository",
+    "ModelSpec",
+    "export_model",
+    "get_spec",
+    "model_names",
+    "register",
+]

@@ -1,0 +1,56 @@
+"""The export manifest: what was exported, from what, with which libraries, verified how."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RECORDED_PACKAGES = (
+    "maas",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "transformers",
+    "scikit-learn",
+    "numpy",
+)
+MANIFEST_FORMAT = 1
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the packages an export depends on."""
+    versions = {}
+    for package in RECORDED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The manifest at path, or an empty one."""
+    if not path.is_file():
+        return {"format": MANIFEST_FORMAT, "models": {}}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def record_model(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Replace one model's entry and write the manifest with stable key order."""
+    manifest = load(path)
+    manifest.setdefault("models", {})[name] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

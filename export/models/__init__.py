@@ -1,0 +1,1 @@
+"""Built-in model specs; importing a module registers its spec."""

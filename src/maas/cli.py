@@ -1,0 +1,243 @@
+"""The `maas` command line: parses, calls the library, prints one clear line per error."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from maas.errors import MaasError, ServerError
+
+if TYPE_CHECKING:
+    from maas.clients.core import Protocol
+
+app = typer.Typer(
+    help="Model as a service on Triton: export models, serve them, call and benchmark them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+DEFAULT_REPOSITORY = Path(os.environ.get("MAAS_REPOSITORY", "model_repository"))
+RepositoryOption = Annotated[
+    Path, typer.Option("--repository", "-r", help="Triton model repository (env MAAS_REPOSITORY).")
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(help="host:port of the server [default: localhost:8000 http, :8001 grpc]."),
+]
+ProtocolOption = Annotated[str, typer.Option(help="http or grpc.")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's typed errors into one line on stderr and exit code 1."""
+    try:
+        yield
+    except MaasError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Progress lines on stderr."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def check_protocol(protocol: str) -> Protocol:
+    """Refuse anything but http and grpc."""
+    if protocol not in ("http", "grpc"):
+        raise typer.BadParameter(f"protocol must be http or grpc, got {protocol!r}")
+    return "http" if protocol == "http" else "grpc"
+
+
+@app.command("export")
+def export_command(
+    models: Annotated[
+        list[str] | None, typer.Argument(help="Registered model names [default: all].")
+    ] = None,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    version: Annotated[int, typer.Option(min=1, help="Version folder to write.")] = 1,
+    list_models: Annotated[
+        bool, typer.Option("--list", help="List registered models and exit.")
+    ] = False,
+) -> None:
+    """Export models to ONNX, verify them against their source and write the repository."""
+    from maas.export import ModelRepository, export_model, get_spec, model_names
+
+    with user_errors():
+        if list_models:
+            for name in model_names():
+                spec = get_spec(name)
+                typer.echo(f"{name:14} {spec.description}; weights: {spec.weights}")
+            return
+        setup_logging()
+        specs = [get_spec(name) for name in (models or model_names())]
+        target = ModelRepository(repository)
+        for spec in specs:
+            result = export_model(spec, target, version=version)
+            errors = ", ".join(
+                f"{o.name} max abs {o.max_abs_error:.2e} / rel {o.max_rel_error:.2e}"
+                for o in result.report.outputs
+            )
+            metrics = "".join(f", {key} {value:.4f}" for key, value in result.built.metrics.items())
+            typer.echo(
+                f"{spec.name}: {result.artifact} verified on {result.report.samples} inputs "
+                f"(top-1 agreement {result.report.top1_agreement:.4f}{metrics}; {errors})"
+            )
+
+
+@app.command("serve")
+def serve_command(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP/REST port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
+    log_verbose: Annotated[int, typer.Option(help="Triton's verbose log level (0 = off).")] = 0,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where the serving repository and log go.")
+    ] = None,
+    exit_timeout: Annotated[
+        int, typer.Option(help="Seconds shutdown waits for in-flight requests.")
+    ] = 30,
+) -> None:
+    """Run the real tritonserver on a repository until Ctrl-C or SIGTERM."""
+    from maas.server.embedded import EmbeddedServer, ServerOptions
+
+    with user_errors():
+        options = ServerOptions(
+            repository=repository,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            host=host,
+            log_verbose=log_verbose,
+            workdir=workdir,
+            exit_timeout_s=exit_timeout,
+        )
+        server = EmbeddedServer(options)
+        server.start()
+        for model in server.served:
+            typer.echo(f"model {model.name:24} {model.backend:12} served {model.served_by}")
+        typer.echo(
+            f"HTTP    {server.http_url}\ngRPC    {server.grpc_url}\nmetrics {server.metrics_url}"
+        )
+        typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
+
+        stopping = threading.Event()
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            stopping.set()  # only flag it: stopping inside a signal handler can deadlock on wait()
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        while not stopping.wait(0.5):
+            if server.returncode is not None:
+                raise ServerError(
+                    f"tritonserver exited with code {server.returncode}:\n{server.log_tail()}"
+                )
+        typer.echo("stopping: waiting for in-flight requests …", err=True)
+        server.stop()
+
+
+@app.command("infer")
+def infer_command(
+    model: Annotated[str, typer.Argument(help="Served model, e.g. digits_cnn or resnet50.")],
+    images: Annotated[list[Path], typer.Argument(help="JPEG or PNG files.")],
+    url: UrlOption = None,
+    protocol: ProtocolOption = "http",
+    top_k: Annotated[int, typer.Option(min=1, help="How many labels per image.")] = 5,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
+) -> None:
+    """Classify image files through the server and print the top-k labels of each."""
+    from maas.clients import ImageClassifier
+
+    with user_errors():
+        for path in images:
+            if not path.is_file():
+                raise typer.BadParameter(f"{path} is not a file")
+        with ImageClassifier(
+            model, url=url, protocol=check_protocol(protocol), timeout_s=timeout
+        ) as classifier:
+            results = classifier.classify(list(images), top_k=top_k)
+        for path, labels in zip(images, results, strict=True):
+            ranked = ", ".join(f"{item.label} ({item.score:.4f})" for item in labels)
+            typer.echo(f"{path}: {ranked}")
+
+
+@app.command("bench")
+def bench_command(
+    model: Annotated[str, typer.Argument(help="Served image model, e.g. resnet50.")],
+    url: UrlOption = None,
+    protocol: ProtocolOption = "http",
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent workers.")] = 4,
+    duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds.")] = 10.0,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+) -> None:
+    """Closed-loop load test of an image model with real image bytes."""
+    from maas.benchmarks.image_load import bench_image_model
+
+    with user_errors():
+        result = bench_image_model(model, url, check_protocol(protocol), concurrency, duration)
+        typer.echo(f"{model} over {protocol}: {result.summary()}")
+        if result.first_error:
+            typer.echo(f"first error: {result.first_error}", err=True)
+        if output is not None:
+            result.write_json(output)
+            typer.echo(f"report  {output}")
+
+
+@app.command("doctor")
+def doctor_command() -> None:
+    """Report what this machine can serve and run."""
+    from maas.doctor import run_checks
+
+    for check in run_checks():
+        mark = (
+            typer.style("ok  ", fg=typer.colors.GREEN)
+            if check.ok
+            else typer.style("--  ", fg=typer.colors.YELLOW)
+        )
+        typer.echo(f"{mark}{check.name:22} {check.detail}")
+
+
+@app.command("demo")
+def demo_command(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    http_port: Annotated[int, typer.Option(help="HTTP port of the demo server.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port of the demo server.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Metrics port of the demo server.")] = 8002,
+    bench_seconds: Annotated[float, typer.Option(help="Length of the closing benchmark.")] = 5.0,
+    reexport: Annotated[bool, typer.Option(help="Export even if artifacts exist.")] = False,
+) -> None:
+    """The whole path: export, serve, classify real images over HTTP and gRPC, benchmark."""
+    from maas.demo import run_demo
+
+    setup_logging()
+    with user_errors(), tempfile.TemporaryDirectory(prefix="maas-demo-") as scratch:
+        run_demo(
+            repository,
+            (http_port, grpc_port, metrics_port),
+            bench_seconds,
+            reexport,
+            Path(scratch),
+            typer.echo,
+        )
+
+
+if __name__ == "__main__":
+    app()

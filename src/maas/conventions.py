@@ -1,0 +1,3 @@
+"""Naming conventions shared by export (which writes them) and clients (which rely on them)."""
+
+IMAGE_ENSEMBLE_SUFFIX = "_image"  # <model>_image: the ensemble that takes encoded image bytes

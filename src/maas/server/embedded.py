@@ -1,0 +1,300 @@
+"""The embedded Triton Inference Server: the real `tritonserver` binary from nvidia-pytriton."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from maas.errors import ServerDependencyError, ServerError
+from maas.export.repository import ModelRepository
+
+from .serving_repo import ServedModel, build_serving_repository
+
+PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+STUB_NAME = "triton_python_backend_stub"
+LOG_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class TritonDistribution:
+    """Where the files of the tritonserver shipped in the nvidia-pytriton wheel are."""
+
+    binary: Path
+    python_backend: Path  # backends/python: libtriton_python.so and its utils
+    stub: Path  # the Python backend stub built for this interpreter's version
+    libraries: Path  # the wheel's bundled shared libraries
+
+    @classmethod
+    def locate(cls) -> TritonDistribution:
+        """Find the distribution or say what to install."""
+        spec = importlib.util.find_spec("pytriton")
+        if spec is None or not spec.submodule_search_locations:
+            raise ServerDependencyError(
+                "the embedded server needs the nvidia-pytriton wheel: "
+                "pip install nvidia-pytriton==0.7.0"
+            )
+        package = Path(next(iter(spec.submodule_search_locations)))
+        dist = package / "tritonserver"
+        found = cls(
+            binary=dist / "bin" / "tritonserver",
+            python_backend=dist / "backends" / "python",
+            stub=dist / "python_backend_stubs" / PYTHON_VERSION / STUB_NAME,
+            libraries=package.parent / "nvidia_pytriton.libs",
+        )
+        found.check()
+        return found
+
+    def check(self) -> None:
+        """Every file is there and the stub's shared libraries resolve."""
+        if not self.binary.is_file():
+            raise ServerDependencyError(f"{self.binary} is missing; reinstall nvidia-pytriton")
+        if not self.stub.is_file():
+            raise ServerDependencyError(
+                f"nvidia-pytriton ships no Python backend stub for Python {PYTHON_VERSION} "
+                f"({self.stub}); use Python 3.8-3.13"
+            )
+        missing = missing_libraries(self.stub, self.libraries)
+        if missing:
+            hint = (
+                f" (apt-get install libpython{PYTHON_VERSION})"
+                if any("python" in m for m in missing)
+                else ""
+            )
+            raise ServerDependencyError(
+                f"the Python backend stub cannot load {', '.join(missing)}{hint}"
+            )
+
+
+def missing_libraries(binary: Path, extra_path: Path) -> list[str]:
+    """Shared libraries the dynamic linker cannot find for binary, as ldd reports them."""
+    if shutil.which("ldd") is None:
+        return []  # cannot tell; the server's own start-up error will say
+    env = {**os.environ, "LD_LIBRARY_PATH": library_path(extra_path)}
+    listing = subprocess.run(
+        ["ldd", str(binary)], capture_output=True, text=True, env=env, check=False
+    )
+    return [line.split()[0] for line in listing.stdout.splitlines() if "not found" in line]
+
+
+def library_path(libraries: Path) -> str:
+    """LD_LIBRARY_PATH with the wheel's libraries first."""
+    current = os.environ.get("LD_LIBRARY_PATH", "")
+    return f"{libraries}:{current}" if current else str(libraries)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How to run the embedded server."""
+
+    repository: Path
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    host: str = "127.0.0.1"
+    log_verbose: int = 0
+    workdir: Path | None = None  # where the serving repository and log go; a temp dir if None
+    startup_timeout_s: float = 180.0
+    exit_timeout_s: int = 30  # how long shutdown waits for in-flight requests
+
+    def __post_init__(self) -> None:
+        ports = (self.http_port, self.grpc_port, self.metrics_port)
+        if len(set(ports)) != 3:
+            raise ServerError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
+        for port in ports:
+            if not 0 < port < 65536:
+                raise ServerError(f"port {port} is out of range 1-65535")
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP port can be bound on host right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free (for tests and ad-hoc servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class EmbeddedServer:
+    """A tritonserver process serving a canonical repository; a context manager."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.served: list[ServedModel] = []
+        self._process: subprocess.Popen[bytes] | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self.workdir = options.workdir or Path()
+        self.log_path = Path()
+
+    @property
+    def http_url(self) -> str:
+        """host:port of the HTTP/REST endpoint."""
+        return f"{self.options.host}:{self.options.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """host:port of the gRPC endpoint."""
+        return f"{self.options.host}:{self.options.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """URL of the Prometheus metrics."""
+        return f"http://{self.options.host}:{self.options.metrics_port}/metrics"
+
+    def start(self) -> EmbeddedServer:
+        """Prepare the serving repository, start tritonserver and wait until it is ready."""
+        distribution = TritonDistribution.locate()
+        self._check_ports()
+        self._prepare_workdir()
+        backends = self._install_backends(distribution)
+        serving = self.workdir / "repository"
+        self.served = build_serving_repository(ModelRepository(self.options.repository), serving)
+        command = self._command(distribution, serving, backends)
+        env = {
+            **os.environ,
+            "LD_LIBRARY_PATH": library_path(distribution.libraries),
+            # The stub finds this interpreter's environment through the first python on PATH.
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        }
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self.wait_ready()
+        return self
+
+    def _check_ports(self) -> None:
+        options = self.options
+        for label, port in (
+            ("HTTP", options.http_port),
+            ("gRPC", options.grpc_port),
+            ("metrics", options.metrics_port),
+        ):
+            if not port_is_free(options.host, port):
+                raise ServerError(
+                    f"{label} port {port} on {options.host} is already in use; pick another"
+                )
+
+    def _prepare_workdir(self) -> None:
+        if self.options.workdir is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="maas-serve-")
+            self.workdir = Path(self._scratch.name)
+        else:
+            self.workdir = self.options.workdir
+            if (self.workdir / "repository").exists():
+                shutil.rmtree(self.workdir / "repository")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "tritonserver.log"
+
+    def _install_backends(self, distribution: TritonDistribution) -> Path:
+        # The stub must sit beside libtriton_python.so; the wheel keeps it apart per Python version.
+        backends = self.workdir / "backends"
+        python = backends / "python"
+        if python.exists():
+            shutil.rmtree(python)
+        shutil.copytree(
+            distribution.python_backend, python, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        shutil.copy2(distribution.stub, python / STUB_NAME)
+        return backends
+
+    def _command(
+        self, distribution: TritonDistribution, serving: Path, backends: Path
+    ) -> list[str]:
+        options = self.options
+        return [
+            str(distribution.binary),
+            f"--model-repository={serving}",
+            f"--backend-directory={backends}",
+            f"--cache-directory={self.workdir / 'cache'}",
+            f"--http-address={options.host}",
+            f"--http-port={options.http_port}",
+            f"--grpc-address={options.host}",
+            f"--grpc-port={options.grpc_port}",
+            f"--metrics-address={options.host}",
+            f"--metrics-port={options.metrics_port}",
+            f"--log-verbose={options.log_verbose}",
+            f"--exit-timeout-secs={options.exit_timeout_s}",
+            "--strict-readiness=true",
+        ]
+
+    def is_ready(self) -> bool:
+        """Whether /v2/health/ready answers 200."""
+        url = f"http://{self.http_url}/v2/health/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self) -> None:
+        """Block until ready; ServerError with the log's tail if it dies or takes too long."""
+        deadline = time.monotonic() + self.options.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                raise ServerError(f"tritonserver exited during start-up:\n{self.log_tail()}")
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        self.stop()
+        waited = self.options.startup_timeout_s
+        raise ServerError(f"tritonserver was not ready within {waited:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines of the server log, the errors first."""
+        if not self.log_path.is_file():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        errors = [line for line in text if line.startswith("E") or "failed to load" in line]
+        shown = [*errors[-10:], "…", *text[-lines:]] if errors else text[-lines:]
+        return "\n".join(shown)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the process has ended, else None."""
+        return None if self._process is None else self._process.poll()
+
+    def stop(self) -> None:
+        """SIGTERM: Triton stops taking requests and lets in-flight ones finish, then exits."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self.options.exit_timeout_s + 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,108 @@
+"""Triton Python-backend model: encoded image bytes (JPEG/PNG) → normalised NCHW float32.
+
+Settings come from the model config's parameters (JSON values): height, width, channels,
+mean, std, resize (a Pillow filter name) and center_crop.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from PIL import Image
+
+MAX_PIXELS = 40_000_000  # refuse decompression bombs long before they exhaust memory
+_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+class InvalidImageError(ValueError):
+    """An input that is not a decodable image."""
+
+
+class TritonPythonModel:
+    """Decode, resize and normalise each image of each request."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Read the preprocessing settings from the model config."""
+        config = json.loads(args["model_config"])
+        settings = {
+            key: json.loads(value["string_value"]) for key, value in config["parameters"].items()
+        }
+        self.model_name = args["model_name"]
+        self.input_name = config["input"][0]["name"]
+        self.output_name = config["output"][0]["name"]
+        self.size = (int(settings["width"]), int(settings["height"]))
+        self.mode = "L" if int(settings["channels"]) == 1 else "RGB"
+        self.resample = _FILTERS[settings["resize"]]
+        self.center_crop = bool(settings["center_crop"])
+        self.mean = np.asarray(settings["mean"], dtype=np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(settings["std"], dtype=np.float32).reshape(-1, 1, 1)
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """One response per request; a bad image fails its own request with INVALID_ARG."""
+        responses = []
+        for request in requests:
+            encoded = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
+            try:
+                batch = np.stack(
+                    [self.preprocess(item, i) for i, item in enumerate(encoded.reshape(-1))]
+                )
+            except InvalidImageError as error:
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
+                    )
+                )
+                continue
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, batch)]))
+        return responses
+
+    def preprocess(self, encoded: bytes, index: int) -> np.ndarray:
+        """Decode one image and turn it into a normalised CHW array."""
+        image = self.decode(encoded, index).convert(self.mode)
+        if self.center_crop:
+            image = self.resize_and_crop(image)
+        else:
+            image = image.resize(self.size, self.resample)
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+        chw = pixels[None, :, :] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        return np.ascontiguousarray((chw - self.mean) / self.std, dtype=np.float32)
+
+    def decode(self, encoded: bytes, index: int) -> Image.Image:
+        """Open and fully decode an image, with a clear error naming the bad item."""
+        where = f"{self.model_name}: {self.input_name}[{index}]"
+        if not isinstance(encoded, bytes) or not encoded:
+            raise InvalidImageError(f"{where} is empty; expected the bytes of a JPEG or PNG file")
+        try:
+            image = Image.open(io.BytesIO(encoded))
+            if image.width * image.height > MAX_PIXELS:
+                raise InvalidImageError(
+                    f"{where} is {image.width}×{image.height}, "
+                    f"over the limit of {MAX_PIXELS} pixels"
+                )
+            image.load()
+        except InvalidImageError:
+            raise
+        except Exception as error:  # Pillow raises several types for undecodable data
+            raise InvalidImageError(
+                f"{where} ({len(encoded)} bytes) is not a decodable image: {error}; "
+                "expected the bytes of a JPEG or PNG file"
+            ) from None
+        return image
+
+    def resize_and_crop(self, image: Image.Image) -> Image.Image:
+        """Scale the short side to the target, then cut out the centre."""
+        width, height = self.size
+        scale = max(width / image.width, height / image.height)
+        scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+        image = image.resize(scaled, self.resample)
+        left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
+        return image.crop((left, top, left + width, top + height))

@@ -1,0 +1,117 @@
+"""Shared fixtures: one real export and one real `maas serve` for the whole session."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from maas.export import ExportResult, ModelRepository, export_model, get_spec, model_names
+from maas.server.embedded import free_port
+
+STARTUP_TIMEOUT_S = 180
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A repository exported once for the session, with the source models kept for references."""
+
+    repository: ModelRepository
+    results: dict[str, ExportResult]
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A `maas serve` process and its endpoints."""
+
+    process: subprocess.Popen[str]
+    http_url: str
+    grpc_url: str
+    metrics_port: int
+    log: Path
+
+    def url(self, protocol: str) -> str:
+        return self.http_url if protocol == "http" else self.grpc_url
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.http_url}/v2/health/ready", timeout=2
+            ) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    repository = ModelRepository(tmp_path_factory.mktemp("model_repository"))
+    results = {name: export_model(get_spec(name), repository) for name in model_names()}
+    return Exported(repository, results)
+
+
+def start_maas_serve(repository: Path, workdir: Path, exit_timeout: int = 10) -> RunningServer:
+    """Start `maas serve` as a user would, on free ports, and wait until it is ready."""
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    log = workdir / "maas-serve.out"
+    command = [
+        sys.executable, "-m", "maas.cli", "serve",
+        "--repository", str(repository),
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        "--metrics-port", str(metrics_port),
+        "--workdir", str(workdir), "--exit-timeout", str(exit_timeout),
+    ]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True)
+    server = RunningServer(
+        process, f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", metrics_port, log
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not server.is_ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"maas serve did not become ready:\n{log.read_text()}")
+        time.sleep(0.25)
+    return server
+
+
+def stop_maas_serve(server: RunningServer) -> int:
+    """SIGTERM, as an orchestrator would; returns the exit code."""
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        return server.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise
+
+
+@pytest.fixture(scope="session")
+def server(exported: Exported, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_maas_serve(exported.repository.root, tmp_path_factory.mktemp("serve"))
+    yield running
+    code = stop_maas_serve(running)
+    assert code == 0, f"maas serve exited with {code}:\n{running.log.read_text()}"
+
+
+@pytest.fixture(params=["http", "grpc"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Integration tests share one server; run them after the fast unit tests.
+    integration = [item for item in items if "integration" in str(item.fspath)]
+    for item in integration:
+        item.add_marker(pytest.mark.integration)
+    items[:] = [item for item in items if item not in integration] + integration
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

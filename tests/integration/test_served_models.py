@@ -1,0 +1,120 @@
+"""Served outputs against the PyTorch reference, over HTTP and gRPC, batched and unbatched."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maas.clients import ImageClassifier, ModelClient
+from maas.export import get_spec, model_names
+from maas.samples import write_held_out_digits, write_photos
+from tests.conftest import Exported, RunningServer
+from tests.integration.expectations import SERVED_MODEL_EXPECTATIONS
+
+
+def torch_reference(exported: Exported, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+    module = exported.results[name].built.module
+    with torch.no_grad():
+        outputs = module(torch.from_numpy(batch))
+    return {
+        spec.name: tensor.numpy()
+        for spec, tensor in zip(get_spec(name).outputs, outputs, strict=True)
+    }
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+@pytest.mark.parametrize("name", model_names())
+def test_served_outputs_match_torch_reference(
+    name: str, batch_size: int, protocol: str, server: RunningServer, exported: Exported
+) -> None:
+    expectation = SERVED_MODEL_EXPECTATIONS[name]
+    batch = exported.results[name].built.eval_inputs[:batch_size]
+    expected = torch_reference(exported, name, batch)
+    with ModelClient(name, url=server.url(protocol), protocol=protocol) as client:  # type: ignore[arg-type]
+        served = client.infer({get_spec(name).input.name: batch})
+    assert set(served) == set(expected)
+    for output, reference in expected.items():
+        assert served[output].shape == (batch_size, *reference.shape[1:])
+        np.testing.assert_allclose(
+            served[output], reference, atol=expectation.atol, rtol=expectation.rtol
+        )
+
+
+def test_model_metadata_reports_declared_inputs(server: RunningServer, protocol: str) -> None:
+    with ModelClient("resnet50", url=server.url(protocol), protocol=protocol) as client:  # type: ignore[arg-type]
+        info = client.info
+    assert [(t.name, t.datatype, t.shape) for t in info.inputs] == [
+        ("pixel_values", "FP32", (-1, 3, 224, 224))
+    ]
+    assert info.max_batch_size == get_spec("resnet50").batching.max_batch_size
+
+
+def test_digits_ensemble_classifies_held_out_pngs_correctly(
+    server: RunningServer, protocol: str, tmp_path: Path
+) -> None:
+    digits = write_held_out_digits(tmp_path, 60)
+    with ImageClassifier("digits_cnn", url=server.url(protocol), protocol=protocol) as classifier:  # type: ignore[arg-type]
+        results = classifier.classify([path for path, _ in digits], top_k=3)
+    predicted = [int(labels[0].label) for labels in results]
+    accuracy = np.mean(
+        [guess == truth for guess, (_, truth) in zip(predicted, digits, strict=True)]
+    )
+    gate = SERVED_MODEL_EXPECTATIONS["digits_cnn"].min_ensemble_accuracy
+    assert gate is not None and accuracy >= gate
+    assert all(len(labels) == 3 for labels in results)
+    assert all(labels[0].score >= labels[1].score >= labels[2].score for labels in results)
+
+
+def test_digits_ensemble_agrees_with_classifier_on_the_same_pixels(
+    server: RunningServer, exported: Exported, protocol: str
+) -> None:
+    # Quantise as an 8-bit PNG does, so both paths see exactly the same pixels.
+    pixels = np.round(exported.results["digits_cnn"].built.eval_inputs[:20] * 255) / 255
+    encoded = []
+    for image in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(image[0] * 255).astype(np.uint8), mode="L").resize(
+            (32, 32), Image.Resampling.NEAREST
+        ).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    with ImageClassifier("digits_cnn", url=server.url(protocol), protocol=protocol) as classifier:  # type: ignore[arg-type]
+        from_bytes = classifier.classify(encoded, top_k=1)
+        from_tensors = classifier.classify(list(pixels.astype(np.float32)), top_k=1)
+    assert [r[0].label for r in from_bytes] == [r[0].label for r in from_tensors]
+    np.testing.assert_allclose(
+        [r[0].score for r in from_bytes], [r[0].score for r in from_tensors], atol=1e-5
+    )
+
+
+def test_resnet_ensemble_returns_five_labels_for_jpeg_photos(
+    server: RunningServer, protocol: str, tmp_path: Path
+) -> None:
+    photos = write_photos(tmp_path)
+    with ImageClassifier("resnet50", url=server.url(protocol), protocol=protocol) as classifier:  # type: ignore[arg-type]
+        results = classifier.classify(photos, top_k=5)
+    assert len(results) == len(photos)
+    for ranked in results:
+        assert len(ranked) == 5
+        assert all(item.label == f"class_{item.index:03d}" for item in ranked)
+        assert 0.0 < sum(item.score for item in ranked) <= 1.0 + 1e-5
+
+
+def test_classification_extension_returns_labels_from_the_labels_file(
+    server: RunningServer, exported: Exported, protocol: str
+) -> None:
+    batch = exported.results["digits_cnn"].built.eval_inputs[:4]
+    targets = exported.results["digits_cnn"].built.eval_targets
+    assert targets is not None
+    with ModelClient("digits_cnn", url=server.url(protocol), protocol=protocol) as client:  # type: ignore[arg-type]
+        raw = client.infer({"pixels": batch}, outputs=["probabilities"], class_count=2)[
+            "probabilities"
+        ]
+    assert raw.shape == (4, 2)
+    top = [entry.decode().split(":") for entry in raw[:, 0]]
+    assert [label for _, _, label in top] == [str(t) for t in targets[:4]]
+    assert all(index == label for _, index, label in top)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create (or reuse) a virtual environment and install maas with its dev tools.
+# Usage: bash tests/setup.sh [python] [venv-dir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${1:-python3}
+VENV=${2:-.venv}
+
+# The embedded tritonserver's Python backend stub links the system libpython3.X.
+version=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+if ! ldconfig -p 2>/dev/null | grep -q "libpython${version}.so.1.0"; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing libpython${version} for the Triton Python backend stub"
+    apt-get update -qq && apt-get install -y -qq "libpython${version}" >/dev/null
+  else
+    echo "warning: libpython${version}.so.1.0 not found; install it (apt-get install libpython${version})" >&2
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# strict editable mode links the mapped folders into one static tree that mypy can read too
+"$VENV/bin/python" -m pip install -q --config-settings editable_mode=strict -e ".[dev]"

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from maas.cli import app
+
+runner = CliRunner()
+
+
+def test_export_fails_with_one_line_listing_known_models_when_name_is_unknown(
+    tmp_path: Path,
+) -> None:
+    result = runner.invoke(app, ["export", "resnet51", "--repository", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "unknown model 'resnet51'; known models: digits_cnn, resnet50" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_export_list_names_every_model_and_what_its_weights_are() -> None:
+    result = runner.invoke(app, ["export", "--list"])
+    assert result.exit_code == 0
+    assert "digits_cnn" in result.output and "trained here" in result.output
+    assert "resnet50" in result.output and "random" in result.output
+
+
+def test_serve_fails_clearly_when_repository_is_missing(tmp_path: Path) -> None:
+    ports = ["--http-port", "18990", "--grpc-port", "18991", "--metrics-port", "18992"]
+    result = runner.invoke(app, ["serve", "--repository", str(tmp_path / "nowhere"), *ports])
+    assert result.exit_code == 1
+    assert "does not exist; run `maas export`" in result.output
+
+
+def test_serve_refuses_identical_ports(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["serve", "--repository", str(tmp_path), "--http-port", "8000", "--grpc-port", "8000"]
+    )
+    assert result.exit_code == 1
+    assert "ports must differ" in result.output
+
+
+def test_infer_refuses_unknown_protocol(tmp_path: Path) -> None:
+    image = tmp_path / "x.png"
+    image.write_bytes(b"x")
+    result = runner.invoke(app, ["infer", "digits_cnn", str(image), "--protocol", "udp"])
+    assert result.exit_code == 2
+    assert "protocol must be http or grpc" in result.output

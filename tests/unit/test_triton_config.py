@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from maas.conventions import IMAGE_ENSEMBLE_SUFFIX
+from maas.errors import RepositoryError
+from maas.export import ModelRepository, get_spec, model_names
+from maas.export import triton_config as tc
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_classifier_config_round_trips_through_the_proto(name: str, tmp_path: Path) -> None:
+    spec = get_spec(name)
+    repository = ModelRepository(tmp_path)
+    written = tc.classifier_config(spec)
+    repository.write_config(written)
+    parsed = repository.read_config(name)
+    assert parsed == written
+    assert parsed.backend == "onnxruntime"
+    assert parsed.max_batch_size == spec.batching.max_batch_size
+    assert list(parsed.dynamic_batching.preferred_batch_size) == list(
+        spec.batching.preferred_batch_sizes
+    )
+    assert parsed.dynamic_batching.max_queue_delay_microseconds == spec.batching.max_queue_delay_us
+    assert parsed.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    (model_input,) = parsed.input
+    assert model_input.format == mc.ModelInput.FORMAT_NCHW
+    assert tuple(model_input.dims) == spec.input.dims
+    assert [o.label_filename for o in parsed.output] == [tc.LABELS_FILE] * len(spec.outputs)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_image_ensemble_config_chains_preprocess_into_classifier(name: str) -> None:
+    spec = get_spec(name)
+    config = tc.from_text(tc.to_text(tc.image_ensemble_config(spec, name + IMAGE_ENSEMBLE_SUFFIX)))
+    first, second = config.ensemble_scheduling.step
+    assert config.platform == "ensemble"
+    assert config.input[0].data_type == mc.TYPE_STRING
+    assert first.model_name == name + tc.PREPROCESS_SUFFIX
+    assert first.output_map[spec.input.name] == second.input_map[spec.input.name]
+    assert second.model_name == name
+    assert sorted(second.output_map.values()) == sorted(o.name for o in config.output)
+
+
+def test_preprocess_config_carries_settings_as_json_parameters() -> None:
+    spec = get_spec("resnet50")
+    assert spec.preprocessing is not None
+    config = tc.preprocess_config(spec, spec.preprocessing)
+    assert config.backend == "python"
+    assert config.parameters["height"].string_value == "224"
+    assert config.parameters["mean"].string_value == "[0.485, 0.456, 0.406]"
+    assert config.parameters["center_crop"].string_value == "true"
+
+
+def test_data_type_rejects_unsupported_dtype_when_asked_for_complex() -> None:
+    with pytest.raises(ValueError, match="complex64"):
+        tc.data_type("complex64")
+
+
+def test_read_config_raises_repository_error_when_config_is_malformed(tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.pbtxt").write_text("name: 'broken'\nmax_batch_size: lots\n")
+    with pytest.raises(RepositoryError, match="not a valid Triton model config"):
+        ModelRepository(tmp_path).read_config("broken")
+
+
+def test_labels_file_has_one_label_per_class_line(tmp_path: Path) -> None:
+    path = ModelRepository(tmp_path).write_labels("m", ["zero", "one", "two"])
+    assert path.read_text().splitlines() == ["zero", "one", "two"]
