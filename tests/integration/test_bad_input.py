@@ -108,6 +108,7 @@ def test_server_reports_unknown_model_clearly(raw_client: Any, protocol: str) ->
             np.zeros((1, 1, 8, 8), np.float32),
             "FP32",
         )
+    assert error.value.status() == {"http": "404", "grpc": "StatusCode.NOT_FOUND"}[protocol]
     assert "no_such_model" in str(error.value.message())
 
 
