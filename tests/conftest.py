@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from maas.clients import Protocol
 from maas.export import ExportResult, ModelRepository, export_model, get_spec, model_names
 from maas.server.embedded import free_port
 
@@ -38,7 +39,7 @@ class RunningServer:
     metrics_port: int
     log: Path
 
-    def url(self, protocol: str) -> str:
+    def url(self, protocol: Protocol) -> str:
         return self.http_url if protocol == "http" else self.grpc_url
 
     def is_ready(self) -> bool:
@@ -102,8 +103,8 @@ def server(exported: Exported, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(params=["http", "grpc"])
-def protocol(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def protocol(request: pytest.FixtureRequest) -> Protocol:
+    return "http" if request.param == "http" else "grpc"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,5 +16,6 @@ ruff check src export clients benchmarks tests
 ruff format --check src export clients benchmarks tests
 echo "== mypy"
 mypy -p maas
+mypy tests
 echo "== pytest"
 python -m pytest -ra "$@"

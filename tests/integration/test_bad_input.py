@@ -11,7 +11,13 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from maas.clients import ImageClassifier, InvalidInputError, ModelClient, ModelNotFoundError
+from maas.clients import (
+    ImageClassifier,
+    InvalidInputError,
+    ModelClient,
+    ModelNotFoundError,
+    Protocol,
+)
 from tests.conftest import RunningServer
 
 DIGITS_MAX_BATCH = 64
@@ -19,7 +25,7 @@ INVALID = {"http": "400", "grpc": "StatusCode.INVALID_ARGUMENT"}
 
 
 @pytest.fixture
-def raw_client(server: RunningServer, protocol: str) -> Iterator[Any]:
+def raw_client(server: RunningServer, protocol: Protocol) -> Iterator[Any]:
     """tritonclient itself, to send what maas's own client would refuse before sending."""
     module = httpclient if protocol == "http" else grpcclient
     client = module.InferenceServerClient(server.url(protocol))
@@ -29,7 +35,7 @@ def raw_client(server: RunningServer, protocol: str) -> Iterator[Any]:
 
 
 def send_raw(
-    client: Any, protocol: str, model: str, name: str, array: np.ndarray, datatype: str
+    client: Any, protocol: Protocol, model: str, name: str, array: np.ndarray, datatype: str
 ) -> None:
     module = httpclient if protocol == "http" else grpcclient
     tensor = module.InferInput(name, list(array.shape), datatype)
@@ -38,14 +44,14 @@ def send_raw(
 
 
 def expect_invalid(
-    protocol: str, error: pytest.ExceptionInfo[InferenceServerException], *fragments: str
+    protocol: Protocol, error: pytest.ExceptionInfo[InferenceServerException], *fragments: str
 ) -> None:
     assert error.value.status() == INVALID[protocol], error.value
     for fragment in fragments:
         assert fragment in str(error.value.message()), error.value.message()
 
 
-def test_server_rejects_wrong_input_name(raw_client: Any, protocol: str) -> None:
+def test_server_rejects_wrong_input_name(raw_client: Any, protocol: Protocol) -> None:
     # Triton names the unexpected input, not the expected one; maas's client adds that (below).
     with pytest.raises(InferenceServerException) as error:
         send_raw(
@@ -55,7 +61,7 @@ def test_server_rejects_wrong_input_name(raw_client: Any, protocol: str) -> None
 
 
 def test_server_rejects_wrong_shape_naming_the_expected_dims(
-    raw_client: Any, protocol: str
+    raw_client: Any, protocol: Protocol
 ) -> None:
     with pytest.raises(InferenceServerException) as error:
         send_raw(
@@ -65,7 +71,7 @@ def test_server_rejects_wrong_shape_naming_the_expected_dims(
 
 
 def test_server_rejects_wrong_dtype_naming_the_expected_type(
-    raw_client: Any, protocol: str
+    raw_client: Any, protocol: Protocol
 ) -> None:
     with pytest.raises(InferenceServerException) as error:
         send_raw(
@@ -74,7 +80,7 @@ def test_server_rejects_wrong_dtype_naming_the_expected_type(
     expect_invalid(protocol, error, "'pixels' data-type is 'INT32'", "expects 'FP32'")
 
 
-def test_server_rejects_batch_over_max_batch_size(raw_client: Any, protocol: str) -> None:
+def test_server_rejects_batch_over_max_batch_size(raw_client: Any, protocol: Protocol) -> None:
     too_many = np.zeros((DIGITS_MAX_BATCH + 1, 1, 8, 8), np.float32)
     with pytest.raises(InferenceServerException) as error:
         send_raw(raw_client, protocol, "digits_cnn", "pixels", too_many, "FP32")
@@ -90,7 +96,7 @@ def test_server_rejects_batch_over_max_batch_size(raw_client: Any, protocol: str
     ],
 )
 def test_ensemble_rejects_bytes_that_are_not_an_image(
-    raw_client: Any, protocol: str, payload: bytes, fragment: str
+    raw_client: Any, protocol: Protocol, payload: bytes, fragment: str
 ) -> None:
     images = np.array([[payload]], dtype=object)
     with pytest.raises(InferenceServerException) as error:
@@ -98,7 +104,7 @@ def test_ensemble_rejects_bytes_that_are_not_an_image(
     expect_invalid(protocol, error, "IMAGE[0]", fragment)
 
 
-def test_server_reports_unknown_model_clearly(raw_client: Any, protocol: str) -> None:
+def test_server_reports_unknown_model_clearly(raw_client: Any, protocol: Protocol) -> None:
     with pytest.raises(InferenceServerException) as error:
         send_raw(
             raw_client,
@@ -112,9 +118,11 @@ def test_server_reports_unknown_model_clearly(raw_client: Any, protocol: str) ->
     assert "no_such_model" in str(error.value.message())
 
 
-def test_client_maps_unknown_model_to_model_not_found(server: RunningServer, protocol: str) -> None:
+def test_client_maps_unknown_model_to_model_not_found(
+    server: RunningServer, protocol: Protocol
+) -> None:
     with (
-        ModelClient("no_such_model", url=server.url(protocol), protocol=protocol) as client,  # type: ignore[arg-type]
+        ModelClient("no_such_model", url=server.url(protocol), protocol=protocol) as client,
         pytest.raises(ModelNotFoundError, match="no_such_model"),
     ):
         client.infer({"pixels": np.zeros((1, 1, 8, 8), np.float32)})
@@ -122,31 +130,31 @@ def test_client_maps_unknown_model_to_model_not_found(server: RunningServer, pro
 
 
 def test_client_refuses_wrong_input_name_before_sending(
-    server: RunningServer, protocol: str
+    server: RunningServer, protocol: Protocol
 ) -> None:
     expected = r"no input\(s\) 'image'; expected inputs: pixels"
     with (
-        ModelClient("digits_cnn", url=server.url(protocol), protocol=protocol) as client,  # type: ignore[arg-type]
+        ModelClient("digits_cnn", url=server.url(protocol), protocol=protocol) as client,
         pytest.raises(InvalidInputError, match=expected),
     ):
         client.infer({"image": np.zeros((1, 1, 8, 8), np.float32)})
 
 
 def test_client_refuses_wrong_dtype_naming_the_expected_one(
-    server: RunningServer, protocol: str
+    server: RunningServer, protocol: Protocol
 ) -> None:
     with (
-        ModelClient("digits_cnn", url=server.url(protocol), protocol=protocol) as client,  # type: ignore[arg-type]
+        ModelClient("digits_cnn", url=server.url(protocol), protocol=protocol) as client,
         pytest.raises(InvalidInputError, match=r"expected numpy float32 \(FP32\)"),
     ):
         client.infer({"pixels": np.zeros((1, 1, 8, 8), np.float64)})
 
 
 def test_classifier_maps_corrupt_image_to_invalid_input(
-    server: RunningServer, protocol: str
+    server: RunningServer, protocol: Protocol
 ) -> None:
     with (
-        ImageClassifier("digits_cnn", url=server.url(protocol), protocol=protocol) as classifier,  # type: ignore[arg-type]
+        ImageClassifier("digits_cnn", url=server.url(protocol), protocol=protocol) as classifier,
         pytest.raises(InvalidInputError, match="not a decodable image"),
     ):
         classifier.classify([b"GIF89a but not really"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maas.clients import ImageClassifier, ModelClient
+from maas.clients import ImageClassifier, ModelClient, Protocol
 from maas.export import get_spec, model_names
 from maas.samples import write_held_out_digits, write_photos
 from tests.conftest import Exported, RunningServer
@@ -30,12 +30,12 @@ def torch_reference(exported: Exported, name: str, batch: np.ndarray) -> dict[st
 @pytest.mark.parametrize("batch_size", [1, 5])
 @pytest.mark.parametrize("name", model_names())
 def test_served_outputs_match_torch_reference(
-    name: str, batch_size: int, protocol: str, server: RunningServer, exported: Exported
+    name: str, batch_size: int, protocol: Protocol, server: RunningServer, exported: Exported
 ) -> None:
     expectation = SERVED_MODEL_EXPECTATIONS[name]
     batch = exported.results[name].built.eval_inputs[:batch_size]
     expected = torch_reference(exported, name, batch)
-    with ModelClient(name, url=server.url(protocol), protocol=protocol) as client:  # type: ignore[arg-type]
+    with ModelClient(name, url=server.url(protocol), protocol=protocol) as client:
         served = client.infer({get_spec(name).input.name: batch})
     assert set(served) == set(expected)
     for output, reference in expected.items():
@@ -45,8 +45,8 @@ def test_served_outputs_match_torch_reference(
         )
 
 
-def test_model_metadata_reports_declared_inputs(server: RunningServer, protocol: str) -> None:
-    with ModelClient("resnet50", url=server.url(protocol), protocol=protocol) as client:  # type: ignore[arg-type]
+def test_model_metadata_reports_declared_inputs(server: RunningServer, protocol: Protocol) -> None:
+    with ModelClient("resnet50", url=server.url(protocol), protocol=protocol) as client:
         info = client.info
     assert [(t.name, t.datatype, t.shape) for t in info.inputs] == [
         ("pixel_values", "FP32", (-1, 3, 224, 224))
@@ -55,10 +55,10 @@ def test_model_metadata_reports_declared_inputs(server: RunningServer, protocol:
 
 
 def test_digits_ensemble_classifies_held_out_pngs_correctly(
-    server: RunningServer, protocol: str, tmp_path: Path
+    server: RunningServer, protocol: Protocol, tmp_path: Path
 ) -> None:
     digits = write_held_out_digits(tmp_path, 60)
-    with ImageClassifier("digits_cnn", url=server.url(protocol), protocol=protocol) as classifier:  # type: ignore[arg-type]
+    with ImageClassifier("digits_cnn", url=server.url(protocol), protocol=protocol) as classifier:
         results = classifier.classify([path for path, _ in digits], top_k=3)
     predicted = [int(labels[0].label) for labels in results]
     accuracy = np.mean(
@@ -71,7 +71,7 @@ def test_digits_ensemble_classifies_held_out_pngs_correctly(
 
 
 def test_digits_ensemble_agrees_with_classifier_on_the_same_pixels(
-    server: RunningServer, exported: Exported, protocol: str
+    server: RunningServer, exported: Exported, protocol: Protocol
 ) -> None:
     # Quantise as an 8-bit PNG does, so both paths see exactly the same pixels.
     pixels = np.round(exported.results["digits_cnn"].built.eval_inputs[:20] * 255) / 255
@@ -82,7 +82,7 @@ def test_digits_ensemble_agrees_with_classifier_on_the_same_pixels(
             (32, 32), Image.Resampling.NEAREST
         ).save(buffer, format="PNG")
         encoded.append(buffer.getvalue())
-    with ImageClassifier("digits_cnn", url=server.url(protocol), protocol=protocol) as classifier:  # type: ignore[arg-type]
+    with ImageClassifier("digits_cnn", url=server.url(protocol), protocol=protocol) as classifier:
         from_bytes = classifier.classify(encoded, top_k=1)
         from_tensors = classifier.classify(list(pixels.astype(np.float32)), top_k=1)
     assert [r[0].label for r in from_bytes] == [r[0].label for r in from_tensors]
@@ -92,10 +92,10 @@ def test_digits_ensemble_agrees_with_classifier_on_the_same_pixels(
 
 
 def test_resnet_ensemble_returns_five_labels_for_jpeg_photos(
-    server: RunningServer, protocol: str, tmp_path: Path
+    server: RunningServer, protocol: Protocol, tmp_path: Path
 ) -> None:
     photos = write_photos(tmp_path)
-    with ImageClassifier("resnet50", url=server.url(protocol), protocol=protocol) as classifier:  # type: ignore[arg-type]
+    with ImageClassifier("resnet50", url=server.url(protocol), protocol=protocol) as classifier:
         results = classifier.classify(photos, top_k=5)
     assert len(results) == len(photos)
     for ranked in results:
@@ -105,12 +105,12 @@ def test_resnet_ensemble_returns_five_labels_for_jpeg_photos(
 
 
 def test_classification_extension_returns_labels_from_the_labels_file(
-    server: RunningServer, exported: Exported, protocol: str
+    server: RunningServer, exported: Exported, protocol: Protocol
 ) -> None:
     batch = exported.results["digits_cnn"].built.eval_inputs[:4]
     targets = exported.results["digits_cnn"].built.eval_targets
     assert targets is not None
-    with ModelClient("digits_cnn", url=server.url(protocol), protocol=protocol) as client:  # type: ignore[arg-type]
+    with ModelClient("digits_cnn", url=server.url(protocol), protocol=protocol) as client:
         raw = client.infer({"pixels": batch}, outputs=["probabilities"], class_count=2)[
             "probabilities"
         ]

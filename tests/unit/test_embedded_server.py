@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from maas.errors import ServerDependencyError, ServerError
+from maas.server.embedded import ServerOptions, TritonDistribution, missing_libraries
+
+
+def test_distribution_is_found_in_the_installed_wheel() -> None:
+    found = TritonDistribution.locate()
+    assert found.binary.name == "tritonserver"
+    assert found.stub.is_file()
+
+
+def test_missing_stub_names_the_python_versions_that_work(tmp_path: Path) -> None:
+    found = TritonDistribution.locate()
+    broken = TritonDistribution(
+        found.binary, found.python_backend, tmp_path / "no_stub", found.libraries
+    )
+    with pytest.raises(ServerDependencyError, match=r"no Python backend stub for Python 3\.\d+"):
+        broken.check()
+
+
+def test_missing_binary_says_to_reinstall_nvidia_pytriton(tmp_path: Path) -> None:
+    found = TritonDistribution.locate()
+    broken = TritonDistribution(
+        tmp_path / "tritonserver", found.python_backend, found.stub, found.libraries
+    )
+    with pytest.raises(ServerDependencyError, match="reinstall nvidia-pytriton"):
+        broken.check()
+
+
+def test_stub_libraries_resolve_with_the_wheels_library_folder() -> None:
+    found = TritonDistribution.locate()
+    assert missing_libraries(found.stub, found.libraries) == []
+
+
+def test_stub_reports_unresolved_libraries_when_moved_away_from_the_wheel(tmp_path: Path) -> None:
+    found = TritonDistribution.locate()
+    moved = tmp_path / "triton_python_backend_stub"
+    shutil.copy2(found.stub, moved)  # its RPATH is relative to the wheel's layout
+    assert any(name.startswith("libcudart") for name in missing_libraries(moved, tmp_path))
+
+
+def test_server_options_refuse_port_out_of_range() -> None:
+    with pytest.raises(ServerError, match="port 70000 is out of range"):
+        ServerOptions(Path("repo"), http_port=70000)
