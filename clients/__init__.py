@@ -1,4 +1,4 @@
-"""Clients for models served by Triton: generic tensors in and out, and image classification."""
+"""Clients for models served by Triton: generic tensors, image classification, text models."""
 
 from .core import (
     AsyncModelClient,
@@ -18,10 +18,13 @@ from .errors import (
     map_error,
 )
 from .image import AsyncImageClassifier, Classification, ImageClassifier, parse_classification
+from .text import AsyncTextClassifier, AsyncTextEmbedder, TextClassifier, TextEmbedder
 
 __all__ = [
     "AsyncImageClassifier",
     "AsyncModelClient",
+    "AsyncTextClassifier",
+    "AsyncTextEmbedder",
     "Classification",
     "ClientError",
     "ImageClassifier",
@@ -34,6 +37,8 @@ __all__ = [
     "Protocol",
     "ServerUnavailableError",
     "TensorInfo",
+    "TextClassifier",
+    "TextEmbedder",
     "default_url",
     "map_error",
     "parse_classification",

@@ -12,37 +12,41 @@ import numpy as np
 
 from maas.conventions import IMAGE_ENSEMBLE_SUFFIX
 
+from . import common
+from .common import (
+    PROBABILITIES_OUTPUT,
+    Classification,
+    batch_slices,
+    check_top_k,
+    classified_output,
+    parse_classification,
+    single_input,
+    takes_bytes_input,
+)
 from .core import Array, AsyncModelClient, ModelClient, ModelInfo, Protocol
-from .errors import InferenceFailedError, InvalidInputError, ModelNotFoundError
+from .errors import InvalidInputError, ModelNotFoundError
+
+# Shared helpers stay importable from here, where the image clients first defined them.
+__all__ = [
+    "PROBABILITIES_OUTPUT",
+    "AsyncImageClassifier",
+    "Classification",
+    "ImageBatch",
+    "ImageClassifier",
+    "ImageInput",
+    "batch_slices",
+    "check_top_k",
+    "classified_output",
+    "ensemble_name",
+    "missing_ensemble_error",
+    "parse_classification",
+    "parse_top_k",
+    "prepare_images",
+    "single_input",
+    "takes_encoded_images",
+]
 
 ImageInput = str | Path | bytes | Array
-PROBABILITIES_OUTPUT = "probabilities"
-
-
-@dataclass(frozen=True)
-class Classification:
-    """One class of a top-k answer; `label` is empty when the model has no labels file."""
-
-    label: str
-    score: float
-    index: int
-
-
-def parse_classification(raw: bytes | str) -> Classification:
-    """Parse one entry of Triton's classification output, ``"score:index[:label]"``.
-
-    The label is everything after the second colon, so labels may contain colons themselves.
-    """
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    parts = text.split(":", 2)
-    try:
-        score, index = float(parts[0]), int(parts[1])
-    except (IndexError, ValueError) as exc:
-        raise InferenceFailedError(
-            f"malformed classification entry {text!r}; expected 'score:index[:label]'"
-        ) from exc
-    label = parts[2] if len(parts) == 3 else ""
-    return Classification(label=label, score=score, index=index)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def prepare_images(images: Sequence[ImageInput]) -> ImageBatch:
 
 def takes_encoded_images(info: ModelInfo) -> bool:
     """Whether a model's single input is BYTES, i.e. it decodes images itself."""
-    return len(info.inputs) == 1 and info.inputs[0].datatype == "BYTES"
+    return takes_bytes_input(info)
 
 
 def ensemble_name(model: str) -> str:
@@ -121,48 +125,9 @@ def missing_ensemble_error(
     )
 
 
-def single_input(info: ModelInfo) -> str:
-    """Name of the model's only input; classifiers here take exactly one."""
-    if len(info.inputs) != 1:
-        raise InvalidInputError(
-            f"model {info.name!r} has {len(info.inputs)} inputs "
-            f"({', '.join(info.input_names)}); an image classifier takes exactly one",
-            model=info.name,
-        )
-    return info.inputs[0].name
-
-
-def classified_output(info: ModelInfo) -> str:
-    """Return the output to classify: ``probabilities`` if present, else the first output."""
-    if PROBABILITIES_OUTPUT in info.output_names:
-        return PROBABILITIES_OUTPUT
-    if not info.outputs:
-        raise InferenceFailedError(f"model {info.name!r} has no outputs", model=info.name)
-    return info.outputs[0].name
-
-
-def check_top_k(top_k: int) -> None:
-    """Reject a top_k that asks for no classes."""
-    if top_k < 1:
-        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
-
-
-def batch_slices(count: int, max_batch_size: int) -> list[slice]:
-    """Split `count` images into slices the model accepts; 0 means the model does not batch."""
-    step = max_batch_size if max_batch_size > 0 else count
-    return [slice(start, start + step) for start in range(0, count, max(step, 1))]
-
-
 def parse_top_k(raw: Array, count: int, model: str) -> list[list[Classification]]:
     """Turn a classification output into one top-k list per image."""
-    if count == 0 or raw.size % count:
-        raise InferenceFailedError(
-            f"model {model!r}: classification output of shape {list(raw.shape)} "
-            f"does not split into {count} images",
-            model=model,
-        )
-    rows = raw.reshape(count, -1)
-    return [[parse_classification(entry) for entry in row] for row in rows]
+    return common.parse_top_k(raw, count, model, items="images")
 
 
 class ImageClassifier:

@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maas.conventions import IMAGE_ENSEMBLE_SUFFIX
 from maas.errors import VerificationError
-from maas.triton_models import IMAGE_PREPROCESS
 
 from . import manifest, triton_config
 from .onnx_export import export_onnx
 from .repository import ModelRepository
 from .spec import BuiltModel, ModelSpec
-from .triton_config import ONNX_FILE, PREPROCESS_SUFFIX, PYTHON_FILE
+from .triton_config import ONNX_FILE, PYTHON_FILE
 from .verify import VerificationReport, onnxruntime_runner, torch_runner, verify
 
 log = logging.getLogger("maas.export")
@@ -59,9 +57,7 @@ def export_model(spec: ModelSpec, repository: ModelRepository, version: int = 1)
         candidate = Path(scratch) / ONNX_FILE
         with step(spec.name, f"exporting ONNX (opset {spec.opset})"):
             export_onnx(spec, built.module, built.eval_inputs, candidate)
-        with step(
-            spec.name, f"verifying ONNX Runtime against torch on {len(built.eval_inputs)} inputs"
-        ):
+        with step(spec.name, f"verifying ONNX Runtime against torch on {built.eval_count} inputs"):
             report = verify(
                 spec,
                 torch_runner(spec, built.module),
@@ -96,20 +92,27 @@ def check_accuracy(spec: ModelSpec, built: BuiltModel) -> None:
 def write_entries(
     spec: ModelSpec, built: BuiltModel, repository: ModelRepository
 ) -> tuple[str, ...]:
-    """Configs and labels of the classifier and, for image models, its preprocess and ensemble."""
-    repository.write_config(triton_config.classifier_config(spec))
-    repository.write_labels(spec.name, built.labels)
-    if spec.preprocessing is None:
+    """Config and labels of the model and, with preprocessing, its preprocess model and ensemble."""
+    repository.write_config(triton_config.model_config(spec))
+    if built.labels:
+        repository.write_labels(spec.name, built.labels)
+    preprocessing = spec.preprocessing
+    if preprocessing is None:
         return (spec.name,)
-    preprocess = spec.name + PREPROCESS_SUFFIX
-    ensemble = spec.name + IMAGE_ENSEMBLE_SUFFIX
-    repository.write_config(triton_config.preprocess_config(spec, spec.preprocessing))
+    preprocess = repository.write_config(
+        triton_config.preprocess_config(spec, preprocessing)
+    ).parent.name
     code = repository.version_dir(preprocess, 1) / PYTHON_FILE
     code.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(IMAGE_PREPROCESS, code)
-    repository.write_config(triton_config.image_ensemble_config(spec, ensemble))
+    shutil.copyfile(preprocessing.triton_model, code)
+    for filename, source in built.assets.items():
+        shutil.copyfile(source, code.parent / filename)
+    ensemble = repository.write_config(
+        triton_config.ensemble_config(spec, preprocessing)
+    ).parent.name
     repository.version_dir(ensemble, 1).mkdir(parents=True, exist_ok=True)
-    repository.write_labels(ensemble, built.labels)
+    if built.labels:
+        repository.write_labels(ensemble, built.labels)
     return (spec.name, preprocess, ensemble)
 
 

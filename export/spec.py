@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from maas.conventions import IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX
+from maas.triton_models import IMAGE_PREPROCESS, TOKENIZER
+
+Task = Literal["image-classification", "text-classification", "feature-extraction"]
+Inputs = dict[str, np.ndarray]
+
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One model input or output, without the batch dimension."""
+    """One model input or output, without the batch dimension; -1 marks a dynamic axis."""
 
     name: str
     dims: tuple[int, ...]
@@ -31,11 +40,58 @@ class ImagePreprocessing:
     resize: str = "bilinear"  # a Pillow resampling filter name: bilinear, box, bicubic, nearest
     center_crop: bool = False  # resize the short side, then crop the centre (ImageNet style)
 
+    raw_input = "IMAGE"
+    model_suffix = "_preprocess"
+    ensemble_suffix = IMAGE_ENSEMBLE_SUFFIX
+    triton_model = IMAGE_PREPROCESS
+
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError("mean and std need one value per channel")
+
+    def parameters(self) -> dict[str, str]:
+        """Settings for the preprocess model's config, as JSON strings."""
+        settings: dict[str, object] = {
+            "height": self.height,
+            "width": self.width,
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": self.resize,
+            "center_crop": self.center_crop,
+        }
+        return {key: json.dumps(value) for key, value in settings.items()}
+
+
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """How the server turns raw strings into token ids: a Hugging Face fast tokenizer."""
+
+    max_length: int
+    truncation: bool = True  # False: texts over max_length tokens are rejected, not cut
+
+    raw_input = "TEXT"
+    model_suffix = "_tokenizer"
+    ensemble_suffix = TEXT_ENSEMBLE_SUFFIX
+    triton_model = TOKENIZER
+
+    def __post_init__(self) -> None:
+        if self.max_length < 2:
+            raise ValueError(
+                f"max_length must leave room for special tokens, got {self.max_length}"
+            )
+
+    def parameters(self) -> dict[str, str]:
+        """Settings for the tokenizer model's config, as JSON strings."""
+        return {
+            "max_length": json.dumps(self.max_length),
+            "truncation": json.dumps(self.truncation),
+        }
+
+
+Preprocessing = ImagePreprocessing | TextPreprocessing
 
 
 @dataclass(frozen=True)
@@ -44,7 +100,8 @@ class Tolerance:
 
     atol: float
     rtol: float
-    min_top1_agreement: float = 1.0
+    min_top1_agreement: float = 1.0  # classification outputs
+    min_cosine: float = 0.9999  # embedding outputs
 
 
 @dataclass(frozen=True)
@@ -62,26 +119,43 @@ class BuiltModel:
     """A torch module ready to export, with the data that proves the export right."""
 
     module: torch.nn.Module
-    labels: list[str]
-    eval_inputs: np.ndarray  # real, preprocessed inputs (N, *dims)
+    labels: list[str]  # class names; empty for models that do not classify
+    eval_inputs: Inputs  # real inputs by name, batch first
     eval_targets: np.ndarray | None = None  # true labels where the data set has them
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. held-out accuracy
     source: dict[str, str] = field(default_factory=dict)  # where weights and data came from
+    assets: dict[str, Path] = field(default_factory=dict)  # files the preprocess model needs
+
+    @property
+    def eval_count(self) -> int:
+        """How many evaluation samples there are."""
+        return len(next(iter(self.eval_inputs.values())))
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: how to build it and how to serve it."""
+    """An exportable model: how to build it and how to serve it."""
 
     name: str
     description: str
     weights: str  # what the weights are: "trained here on …" or "seeded random (speed work only)"
+    task: Task
     build: Callable[[], BuiltModel]
-    input: TensorSpec
+    inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     tolerance: Tolerance
-    preprocessing: ImagePreprocessing | None = None
+    preprocessing: Preprocessing | None = None
     batching: Batching = Batching()
-    classification_output: str = "probabilities"
     min_accuracy: float | None = None  # gate on held-out accuracy, where the data set has labels
     opset: int = 18
+    padding_mask: str | None = None  # input whose zeros mark padding (text models)
+
+    @property
+    def classification_output(self) -> str | None:
+        """The output whose argmax is the predicted class, for classifiers."""
+        return None if self.task == "feature-extraction" else "probabilities"
+
+    @property
+    def embedding_output(self) -> str | None:
+        """The output holding sentence embeddings, for feature extractors."""
+        return "embeddings" if self.task == "feature-extraction" else None

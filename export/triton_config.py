@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .spec import Batching, ImagePreprocessing, ModelSpec, TensorSpec
+from .spec import Batching, ModelSpec, Preprocessing, TensorSpec
 
 ModelConfig = mc.ModelConfig
 LABELS_FILE = "labels.txt"
 ONNX_FILE = "model.onnx"
 PYTHON_FILE = "model.py"
-IMAGE_INPUT = "IMAGE"
-PREPROCESS_SUFFIX = "_preprocess"
 
 _DATA_TYPES = {
     "float32": mc.TYPE_FP32,
@@ -68,52 +64,56 @@ def apply_batching(config: mc.ModelConfig, batching: Batching) -> None:
     )
 
 
-def classifier_config(spec: ModelSpec) -> mc.ModelConfig:
-    """The ONNX Runtime classifier itself."""
+def model_config(spec: ModelSpec) -> mc.ModelConfig:
+    """The ONNX Runtime model itself."""
     config = mc.ModelConfig(name=spec.name, platform="onnxruntime_onnx", backend="onnxruntime")
-    config.input.append(model_input(spec.input))
-    config.output.extend(model_output(output, labels=True) for output in spec.outputs)
+    config.input.extend(model_input(tensor) for tensor in spec.inputs)
+    labelled = spec.classification_output is not None
+    config.output.extend(model_output(output, labels=labelled) for output in spec.outputs)
     apply_batching(config, spec.batching)
+    if spec.padding_mask is not None:
+        # Lets a runtime that pads variable-length requests count real tokens (ignored natively).
+        config.parameters["padding_mask"].string_value = spec.padding_mask
     return config
 
 
-def preprocess_config(spec: ModelSpec, preprocessing: ImagePreprocessing) -> mc.ModelConfig:
-    """The Python-backend model that decodes image bytes into the classifier's input."""
-    config = mc.ModelConfig(name=spec.name + PREPROCESS_SUFFIX, backend="python")
-    config.input.append(mc.ModelInput(name=IMAGE_INPUT, data_type=mc.TYPE_STRING, dims=[1]))
-    config.output.append(model_output(spec.input, labels=False))
+def preprocess_name(spec: ModelSpec, preprocessing: Preprocessing) -> str:
+    """Name of the Python model that prepares the spec's inputs."""
+    return spec.name + preprocessing.model_suffix
+
+
+def preprocess_config(spec: ModelSpec, preprocessing: Preprocessing) -> mc.ModelConfig:
+    """The Python-backend model that turns raw bytes (images, texts) into the model's inputs."""
+    config = mc.ModelConfig(name=preprocess_name(spec, preprocessing), backend="python")
+    raw = mc.ModelInput(name=preprocessing.raw_input, data_type=mc.TYPE_STRING, dims=[1])
+    config.input.append(raw)
+    config.output.extend(model_output(tensor, labels=False) for tensor in spec.inputs)
     apply_batching(config, spec.batching)
-    settings = {
-        "height": preprocessing.height,
-        "width": preprocessing.width,
-        "channels": preprocessing.channels,
-        "mean": list(preprocessing.mean),
-        "std": list(preprocessing.std),
-        "resize": preprocessing.resize,
-        "center_crop": preprocessing.center_crop,
-    }
-    for key, value in settings.items():
-        config.parameters[key].string_value = json.dumps(value)
+    for key, value in preprocessing.parameters().items():
+        config.parameters[key].string_value = value
     return config
 
 
-def image_ensemble_config(spec: ModelSpec, ensemble_name: str) -> mc.ModelConfig:
-    """Encoded image bytes → preprocess → classifier, as one model."""
-    config = mc.ModelConfig(name=ensemble_name, platform="ensemble")
+def ensemble_config(spec: ModelSpec, preprocessing: Preprocessing) -> mc.ModelConfig:
+    """Raw bytes → preprocess → model, as one model named <model><ensemble suffix>."""
+    config = mc.ModelConfig(name=spec.name + preprocessing.ensemble_suffix, platform="ensemble")
     config.max_batch_size = spec.batching.max_batch_size
-    config.input.append(mc.ModelInput(name=IMAGE_INPUT, data_type=mc.TYPE_STRING, dims=[1]))
-    config.output.extend(model_output(output, labels=True) for output in spec.outputs)
-    preprocess = config.ensemble_scheduling.step.add()
-    preprocess.model_name = spec.name + PREPROCESS_SUFFIX
-    preprocess.model_version = -1
-    preprocess.input_map[IMAGE_INPUT] = IMAGE_INPUT
-    preprocess.output_map[spec.input.name] = "preprocessed"
-    classify = config.ensemble_scheduling.step.add()
-    classify.model_name = spec.name
-    classify.model_version = -1
-    classify.input_map[spec.input.name] = "preprocessed"
+    raw = mc.ModelInput(name=preprocessing.raw_input, data_type=mc.TYPE_STRING, dims=[1])
+    config.input.append(raw)
+    labelled = spec.classification_output is not None
+    config.output.extend(model_output(output, labels=labelled) for output in spec.outputs)
+    prepare = config.ensemble_scheduling.step.add()
+    prepare.model_name = preprocess_name(spec, preprocessing)
+    prepare.model_version = -1
+    prepare.input_map[preprocessing.raw_input] = preprocessing.raw_input
+    run = config.ensemble_scheduling.step.add()
+    run.model_name = spec.name
+    run.model_version = -1
+    for tensor in spec.inputs:
+        prepare.output_map[tensor.name] = f"{tensor.name}_prepared"
+        run.input_map[tensor.name] = f"{tensor.name}_prepared"
     for output in spec.outputs:
-        classify.output_map[output.name] = output.name
+        run.output_map[output.name] = output.name
     return config
 
 

@@ -10,9 +10,9 @@ import torch
 
 from maas.errors import VerificationError
 
-from .spec import ModelSpec
+from .spec import Inputs, ModelSpec
 
-Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
+Runner = Callable[[Inputs], dict[str, np.ndarray]]
 VERIFY_BATCH = 16
 
 
@@ -31,7 +31,8 @@ class VerificationReport:
     """Per-output errors and the task measure, on the spec's real evaluation inputs."""
 
     outputs: tuple[OutputComparison, ...]
-    top1_agreement: float
+    top1_agreement: float | None  # classifiers
+    min_cosine: float | None  # feature extractors
     samples: int
     failures: tuple[str, ...] = ()
 
@@ -40,6 +41,7 @@ class VerificationReport:
         return {
             "samples": self.samples,
             "top1_agreement": self.top1_agreement,
+            "min_cosine": self.min_cosine,
             "outputs": {
                 item.name: {
                     "max_abs_error": item.max_abs_error,
@@ -54,9 +56,9 @@ class VerificationReport:
 def torch_runner(spec: ModelSpec, module: torch.nn.Module) -> Runner:
     """Run the source module and name its outputs as the spec does."""
 
-    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(batch: Inputs) -> dict[str, np.ndarray]:
         with torch.no_grad():
-            result = module(torch.from_numpy(batch))
+            result = module(*(torch.from_numpy(batch[tensor.name]) for tensor in spec.inputs))
         tensors = result if isinstance(result, tuple) else (result,)
         return {out.name: t.numpy() for out, t in zip(spec.outputs, tensors, strict=True)}
 
@@ -68,25 +70,26 @@ def onnxruntime_runner(path: str) -> Runner:
     import onnxruntime as ort
 
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
     names = [output.name for output in session.get_outputs()]
 
-    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, {input_name: batch}), strict=True))
+    def run(batch: Inputs) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, batch), strict=True))
 
     return run
 
 
-def run_batched(
-    runner: Runner, inputs: np.ndarray, batch: int = VERIFY_BATCH
-) -> dict[str, np.ndarray]:
+def run_batched(runner: Runner, inputs: Inputs, batch: int = VERIFY_BATCH) -> dict[str, np.ndarray]:
     """Run inputs through runner in batches and join the outputs."""
-    parts = [runner(inputs[start : start + batch]) for start in range(0, len(inputs), batch)]
+    count = len(next(iter(inputs.values())))
+    parts = [
+        runner({name: array[start : start + batch] for name, array in inputs.items()})
+        for start in range(0, count, batch)
+    ]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def compare(
-    spec: ModelSpec, reference: Runner, candidate: Runner, inputs: np.ndarray
+    spec: ModelSpec, reference: Runner, candidate: Runner, inputs: Inputs
 ) -> VerificationReport:
     """Compare candidate to reference on inputs; the report lists every failure."""
     expected = run_batched(reference, inputs)
@@ -105,16 +108,22 @@ def compare(
                 f"max rel error {comparison.max_rel_error:.3g} exceed "
                 f"atol={spec.tolerance.atol:g} + rtol={spec.tolerance.rtol:g}·|expected|"
             )
-    agreement = top1_agreement(expected, actual, spec.classification_output)
-    if agreement < spec.tolerance.min_top1_agreement:
-        failures.append(
-            f"top-1 agreement {agreement:.4f} < required {spec.tolerance.min_top1_agreement:.4f}"
-        )
-    return VerificationReport(tuple(comparisons), agreement, len(inputs), tuple(failures))
+    agreement = cosine = None
+    if spec.classification_output is not None:
+        agreement = top1_agreement(expected, actual, spec.classification_output)
+        if agreement < spec.tolerance.min_top1_agreement:
+            required = spec.tolerance.min_top1_agreement
+            failures.append(f"top-1 agreement {agreement:.4f} < required {required:.4f}")
+    if spec.embedding_output is not None:
+        cosine = min_cosine(expected, actual, spec.embedding_output)
+        if cosine < spec.tolerance.min_cosine:
+            failures.append(f"min cosine {cosine:.6f} < required {spec.tolerance.min_cosine:.6f}")
+    count = len(next(iter(inputs.values())))
+    return VerificationReport(tuple(comparisons), agreement, cosine, count, tuple(failures))
 
 
 def verify(
-    spec: ModelSpec, reference: Runner, candidate: Runner, inputs: np.ndarray
+    spec: ModelSpec, reference: Runner, candidate: Runner, inputs: Inputs
 ) -> VerificationReport:
     """Compare, and raise VerificationError naming every failure if there is any."""
     report = compare(spec, reference, candidate, inputs)
@@ -150,3 +159,22 @@ def top1_agreement(
     if expected[output].shape != actual[output].shape:
         return 0.0
     return float(np.mean(expected[output].argmax(axis=-1) == actual[output].argmax(axis=-1)))
+
+
+def cosine_similarities(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two (n, d) arrays."""
+    a, b = expected.astype(np.float64), actual.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    similarities: np.ndarray = (a * b).sum(axis=1) / np.maximum(norms, 1e-12)
+    return similarities
+
+
+def min_cosine(
+    expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], output: str
+) -> float:
+    """The worst row-wise cosine similarity of an embedding output."""
+    if output not in expected or output not in actual:
+        return 0.0
+    if expected[output].shape != actual[output].shape:
+        return 0.0
+    return float(cosine_similarities(expected[output], actual[output]).min(initial=1.0))

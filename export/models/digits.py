@@ -86,7 +86,7 @@ def build() -> BuiltModel:
     return BuiltModel(
         module=model,
         labels=[str(digit) for digit in range(10)],
-        eval_inputs=x_test,
+        eval_inputs={"pixels": x_test},
         eval_targets=y_test,
         metrics={"held_out_accuracy": accuracy(model, x_test, y_test)},
         source={
@@ -102,8 +102,9 @@ SPEC = register(
         name="digits_cnn",
         description="Handwritten digit classifier (8×8 grayscale, classes 0-9)",
         weights="trained here at export time on scikit-learn's bundled digits data (real data)",
+        task="image-classification",
         build=build,
-        input=TensorSpec("pixels", (1, 8, 8), format="NCHW"),
+        inputs=(TensorSpec("pixels", (1, 8, 8), format="NCHW"),),
         outputs=(TensorSpec("logits", (10,)), TensorSpec("probabilities", (10,))),
         tolerance=Tolerance(atol=1e-4, rtol=1e-3, min_top1_agreement=1.0),
         preprocessing=ImagePreprocessing(

@@ -66,7 +66,7 @@ def build() -> BuiltModel:
     return BuiltModel(
         module=LogitsAndProbabilities(classifier).eval(),
         labels=[f"class_{index:03d}" for index in range(NUM_CLASSES)],
-        eval_inputs=sample_photo_crops(),
+        eval_inputs={"pixel_values": sample_photo_crops()},
         source={
             "architecture": "transformers.ResNetForImageClassification "
             f"({transformers.__version__})",
@@ -81,8 +81,9 @@ SPEC = register(
         name="resnet50",
         description="ResNet-50 image classifier (224×224 RGB, 1000 classes)",
         weights="seeded random weights: for speed work only, predictions are meaningless",
+        task="image-classification",
         build=build,
-        input=TensorSpec("pixel_values", (3, IMAGE_SIZE, IMAGE_SIZE), format="NCHW"),
+        inputs=(TensorSpec("pixel_values", (3, IMAGE_SIZE, IMAGE_SIZE), format="NCHW"),),
         outputs=(TensorSpec("logits", (NUM_CLASSES,)), TensorSpec("probabilities", (NUM_CLASSES,))),
         tolerance=Tolerance(atol=1e-3, rtol=1e-3, min_top1_agreement=1.0),
         preprocessing=ImagePreprocessing(

@@ -114,6 +114,10 @@ def serve_command(
     exit_timeout: Annotated[
         int, typer.Option(help="Seconds shutdown waits for in-flight requests.")
     ] = 30,
+    padding: Annotated[
+        str,
+        typer.Option(help="Variable-length batching: buckets (rows grouped by length) or longest."),
+    ] = "buckets",
 ) -> None:
     """Run the real tritonserver on a repository until Ctrl-C or SIGTERM."""
     from maas.server.embedded import EmbeddedServer, ServerOptions
@@ -128,6 +132,7 @@ def serve_command(
             log_verbose=log_verbose,
             workdir=workdir,
             exit_timeout_s=exit_timeout,
+            padding_strategy=padding,
         )
         server = EmbeddedServer(options)
         server.start()

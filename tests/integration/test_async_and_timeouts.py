@@ -44,7 +44,7 @@ def test_async_classifier_labels_concurrent_pngs_correctly(
 def test_async_model_client_matches_sync_client(
     server: RunningServer, exported: Exported, protocol: Protocol
 ) -> None:
-    batch = exported.results["digits_cnn"].built.eval_inputs[:3]
+    batch = exported.results["digits_cnn"].built.eval_inputs["pixels"][:3]
 
     async def infer() -> np.ndarray:
         async with AsyncModelClient(
@@ -73,7 +73,9 @@ def test_async_model_client_raises_not_found_for_unknown_model(
 def test_client_raises_timeout_when_the_deadline_is_shorter_than_the_work(
     server: RunningServer, exported: Exported, protocol: Protocol
 ) -> None:
-    photos = exported.results["resnet50"].built.eval_inputs[:8]  # about a second on two cores
+    photos = exported.results["resnet50"].built.eval_inputs["pixel_values"][
+        :8
+    ]  # about a second on two cores
     url = server.url(protocol)
     with (
         ModelClient("resnet50", url=url, protocol=protocol, timeout_s=0.1) as client,

@@ -25,7 +25,7 @@ def model_counts(server: RunningServer, model: str) -> tuple[int, int]:
 def test_concurrent_requests_are_batched_into_fewer_executions(
     server: RunningServer, exported: Exported
 ) -> None:
-    pixels = exported.results["digits_cnn"].built.eval_inputs
+    pixels = exported.results["digits_cnn"].built.eval_inputs["pixels"]
     inferences_before, executions_before = model_counts(server, "digits_cnn")
 
     def one_request(index: int) -> np.ndarray:

@@ -7,24 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from maas.clients import ImageClassifier, ModelClient, Protocol
 from maas.export import get_spec, model_names
+from maas.export.verify import torch_runner
 from maas.samples import write_held_out_digits, write_photos
 from tests.conftest import Exported, RunningServer
 from tests.integration.expectations import SERVED_MODEL_EXPECTATIONS
 
 
-def torch_reference(exported: Exported, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-    module = exported.results[name].built.module
-    with torch.no_grad():
-        outputs = module(torch.from_numpy(batch))
-    return {
-        spec.name: tensor.numpy()
-        for spec, tensor in zip(get_spec(name).outputs, outputs, strict=True)
-    }
+def torch_reference(
+    exported: Exported, name: str, batch: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    return torch_runner(get_spec(name), exported.results[name].built.module)(batch)
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])
@@ -33,10 +29,11 @@ def test_served_outputs_match_torch_reference(
     name: str, batch_size: int, protocol: Protocol, server: RunningServer, exported: Exported
 ) -> None:
     expectation = SERVED_MODEL_EXPECTATIONS[name]
-    batch = exported.results[name].built.eval_inputs[:batch_size]
+    inputs = exported.results[name].built.eval_inputs
+    batch = {input_name: array[:batch_size] for input_name, array in inputs.items()}
     expected = torch_reference(exported, name, batch)
     with ModelClient(name, url=server.url(protocol), protocol=protocol) as client:
-        served = client.infer({get_spec(name).input.name: batch})
+        served = client.infer(batch)
     assert set(served) == set(expected)
     for output, reference in expected.items():
         assert served[output].shape == (batch_size, *reference.shape[1:])
@@ -74,7 +71,7 @@ def test_digits_ensemble_agrees_with_classifier_on_the_same_pixels(
     server: RunningServer, exported: Exported, protocol: Protocol
 ) -> None:
     # Quantise as an 8-bit PNG does, so both paths see exactly the same pixels.
-    pixels = np.round(exported.results["digits_cnn"].built.eval_inputs[:20] * 255) / 255
+    pixels = np.round(exported.results["digits_cnn"].built.eval_inputs["pixels"][:20] * 255) / 255
     encoded = []
     for image in pixels:
         buffer = io.BytesIO()
@@ -107,7 +104,7 @@ def test_resnet_ensemble_returns_five_labels_for_jpeg_photos(
 def test_classification_extension_returns_labels_from_the_labels_file(
     server: RunningServer, exported: Exported, protocol: Protocol
 ) -> None:
-    batch = exported.results["digits_cnn"].built.eval_inputs[:4]
+    batch = exported.results["digits_cnn"].built.eval_inputs["pixels"][:4]
     targets = exported.results["digits_cnn"].built.eval_targets
     assert targets is not None
     with ModelClient("digits_cnn", url=server.url(protocol), protocol=protocol) as client:

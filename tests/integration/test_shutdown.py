@@ -16,7 +16,9 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(
     exported: Exported, tmp_path: Path
 ) -> None:
     server = start_maas_serve(exported.repository.root, tmp_path)
-    photos = exported.results["resnet50"].built.eval_inputs[:8]  # ~1 s of work on two cores
+    photos = exported.results["resnet50"].built.eval_inputs["pixel_values"][
+        :8
+    ]  # ~1 s of work on two cores
 
     def infer_batch(_: int) -> np.ndarray:
         with ModelClient("resnet50", url=server.grpc_url, protocol="grpc") as client:

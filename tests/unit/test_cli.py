@@ -14,7 +14,7 @@ def test_export_fails_with_one_line_listing_known_models_when_name_is_unknown(
 ) -> None:
     result = runner.invoke(app, ["export", "resnet51", "--repository", str(tmp_path)])
     assert result.exit_code == 1
-    assert "unknown model 'resnet51'; known models: digits_cnn, resnet50" in result.output
+    assert "unknown model 'resnet51'; known models: digits_cnn, minilm, resnet50" in result.output
     assert "Traceback" not in result.output
 
 

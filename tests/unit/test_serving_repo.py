@@ -17,7 +17,7 @@ def canonical_repository(root: Path) -> ModelRepository:
     spec = get_spec("digits_cnn")
     assert spec.preprocessing is not None
     repository = ModelRepository(root)
-    repository.write_config(tc.classifier_config(spec))
+    repository.write_config(tc.model_config(spec))
     repository.write_labels(spec.name, [str(i) for i in range(10)])
     repository.version_dir(spec.name, 1).mkdir(parents=True)
     (repository.version_dir(spec.name, 1) / "model.onnx").write_bytes(b"onnx bytes")

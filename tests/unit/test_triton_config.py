@@ -5,17 +5,16 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas.conventions import IMAGE_ENSEMBLE_SUFFIX
 from maas.errors import RepositoryError
 from maas.export import ModelRepository, get_spec, model_names
 from maas.export import triton_config as tc
 
 
 @pytest.mark.parametrize("name", model_names())
-def test_classifier_config_round_trips_through_the_proto(name: str, tmp_path: Path) -> None:
+def test_model_config_round_trips_through_the_proto(name: str, tmp_path: Path) -> None:
     spec = get_spec(name)
     repository = ModelRepository(tmp_path)
-    written = tc.classifier_config(spec)
+    written = tc.model_config(spec)
     repository.write_config(written)
     parsed = repository.read_config(name)
     assert parsed == written
@@ -26,21 +25,41 @@ def test_classifier_config_round_trips_through_the_proto(name: str, tmp_path: Pa
     )
     assert parsed.dynamic_batching.max_queue_delay_microseconds == spec.batching.max_queue_delay_us
     assert parsed.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
-    (model_input,) = parsed.input
+    assert [(i.name, tuple(i.dims)) for i in parsed.input] == [
+        (t.name, t.dims) for t in spec.inputs
+    ]
+    labelled = [tc.LABELS_FILE] if spec.classification_output else [""]
+    assert [o.label_filename for o in parsed.output] == labelled * len(spec.outputs)
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "resnet50"])
+def test_image_model_declares_nchw_input(name: str) -> None:
+    (model_input,) = tc.model_config(get_spec(name)).input
     assert model_input.format == mc.ModelInput.FORMAT_NCHW
-    assert tuple(model_input.dims) == spec.input.dims
-    assert [o.label_filename for o in parsed.output] == [tc.LABELS_FILE] * len(spec.outputs)
+
+
+def test_text_model_declares_dynamic_sequence_and_padding_mask() -> None:
+    config = tc.model_config(get_spec("minilm"))
+    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
+        ("input_ids", mc.TYPE_INT64, [-1]),
+        ("attention_mask", mc.TYPE_INT64, [-1]),
+    ]
+    assert config.parameters["padding_mask"].string_value == "attention_mask"
 
 
 @pytest.mark.parametrize("name", model_names())
-def test_image_ensemble_config_chains_preprocess_into_classifier(name: str) -> None:
+def test_ensemble_config_chains_preprocess_into_model(name: str) -> None:
     spec = get_spec(name)
-    config = tc.from_text(tc.to_text(tc.image_ensemble_config(spec, name + IMAGE_ENSEMBLE_SUFFIX)))
+    assert spec.preprocessing is not None
+    config = tc.from_text(tc.to_text(tc.ensemble_config(spec, spec.preprocessing)))
     first, second = config.ensemble_scheduling.step
+    assert config.name == name + spec.preprocessing.ensemble_suffix
     assert config.platform == "ensemble"
+    assert config.input[0].name == spec.preprocessing.raw_input
     assert config.input[0].data_type == mc.TYPE_STRING
-    assert first.model_name == name + tc.PREPROCESS_SUFFIX
-    assert first.output_map[spec.input.name] == second.input_map[spec.input.name]
+    assert first.model_name == tc.preprocess_name(spec, spec.preprocessing)
+    for tensor in spec.inputs:
+        assert first.output_map[tensor.name] == second.input_map[tensor.name]
     assert second.model_name == name
     assert sorted(second.output_map.values()) == sorted(o.name for o in config.output)
 
@@ -53,6 +72,16 @@ def test_preprocess_config_carries_settings_as_json_parameters() -> None:
     assert config.parameters["height"].string_value == "224"
     assert config.parameters["mean"].string_value == "[0.485, 0.456, 0.406]"
     assert config.parameters["center_crop"].string_value == "true"
+
+
+def test_tokenizer_config_carries_max_length_and_truncation() -> None:
+    spec = get_spec("minilm")
+    assert spec.preprocessing is not None
+    config = tc.preprocess_config(spec, spec.preprocessing)
+    assert config.name == "minilm_tokenizer"
+    assert config.parameters["max_length"].string_value == "256"
+    assert config.parameters["truncation"].string_value == "true"
+    assert [o.name for o in config.output] == ["input_ids", "attention_mask"]
 
 
 def test_data_type_rejects_unsupported_dtype_when_asked_for_complex() -> None:

@@ -42,8 +42,9 @@ def tiny_spec(build: type[TinyClassifier] = TinyClassifier) -> ModelSpec:
         name="tiny",
         description="test model",
         weights="random",
-        build=lambda: BuiltModel(build(0).eval(), ["a", "b", "c", "d"], INPUTS),
-        input=TensorSpec("features", (6,)),
+        task="image-classification",
+        build=lambda: BuiltModel(build(0).eval(), ["a", "b", "c", "d"], {"features": INPUTS}),
+        inputs=(TensorSpec("features", (6,)),),
         outputs=(TensorSpec("logits", (4,)), TensorSpec("probabilities", (4,))),
         tolerance=Tolerance(atol=1e-5, rtol=1e-4, min_top1_agreement=1.0),
     )
@@ -52,7 +53,7 @@ def tiny_spec(build: type[TinyClassifier] = TinyClassifier) -> ModelSpec:
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "model.onnx"
-    export_onnx(tiny_spec(), TinyClassifier(0).eval(), INPUTS, path)
+    export_onnx(tiny_spec(), TinyClassifier(0).eval(), {"features": INPUTS}, path)
     return path
 
 
@@ -62,7 +63,7 @@ def test_verify_passes_when_artifact_matches_its_source(tiny_onnx: Path) -> None
         spec,
         torch_runner(spec, TinyClassifier(0).eval()),
         onnxruntime_runner(str(tiny_onnx)),
-        INPUTS,
+        {"features": INPUTS},
     )
     assert report.top1_agreement == 1.0
     assert report.samples == len(INPUTS)
@@ -73,7 +74,7 @@ def test_verify_names_every_failing_output_when_source_differs(tiny_onnx: Path) 
     spec = tiny_spec()
     wrong = torch_runner(spec, TinyClassifier(seed=1).eval())  # other weights: a wrong model
     with pytest.raises(VerificationError) as caught:
-        verify(spec, wrong, onnxruntime_runner(str(tiny_onnx)), INPUTS)
+        verify(spec, wrong, onnxruntime_runner(str(tiny_onnx)), {"features": INPUTS})
     message = str(caught.value)
     assert "output 'logits'" in message
     assert "output 'probabilities'" in message
@@ -88,7 +89,7 @@ def test_compare_reports_missing_output_when_artifact_lacks_it(tiny_onnx: Path) 
         spec,
         torch_runner(spec, TinyClassifier(0).eval()),
         lambda x: {"logits": runner(x)["logits"]},
-        INPUTS,
+        {"features": INPUTS},
     )
     assert any("'probabilities' is missing" in failure for failure in report.failures)
 

@@ -107,6 +107,7 @@ class ServerOptions:
     workdir: Path | None = None  # where the serving repository and log go; a temp dir if None
     startup_timeout_s: float = 180.0
     exit_timeout_s: int = 30  # how long shutdown waits for in-flight requests
+    padding_strategy: str = "buckets"  # how adapters batch variable-length text rows
 
     def __post_init__(self) -> None:
         ports = (self.http_port, self.grpc_port, self.metrics_port)
@@ -168,7 +169,9 @@ class EmbeddedServer:
         self._prepare_workdir()
         backends = self._install_backends(distribution)
         serving = self.workdir / "repository"
-        self.served = build_serving_repository(ModelRepository(self.options.repository), serving)
+        self.served = build_serving_repository(
+            ModelRepository(self.options.repository), serving, self.options.padding_strategy
+        )
         command = self._command(distribution, serving, backends)
         env = {
             **os.environ,

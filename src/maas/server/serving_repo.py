@@ -46,8 +46,21 @@ def backend_of(config: ModelConfig) -> str:
     raise RepositoryError(f"model {config.name!r} names neither a backend nor a known platform")
 
 
-def build_serving_repository(canonical: ModelRepository, target: Path) -> list[ServedModel]:
-    """Fill target with one entry per canonical model; returns how each is served."""
+PADDING_STRATEGIES = ("buckets", "longest")
+
+
+def build_serving_repository(
+    canonical: ModelRepository, target: Path, padding_strategy: str = "buckets"
+) -> list[ServedModel]:
+    """Fill target with one entry per canonical model; returns how each is served.
+
+    padding_strategy: how adapters batch variable-length rows (see onnxruntime_adapter).
+    """
+    if padding_strategy not in PADDING_STRATEGIES:
+        raise ServerError(
+            f"padding strategy must be one of {', '.join(PADDING_STRATEGIES)}, "
+            f"got {padding_strategy!r}"
+        )
     names = canonical.model_names()
     if not names:
         raise RepositoryError(
@@ -64,7 +77,7 @@ def build_serving_repository(canonical: ModelRepository, target: Path) -> list[S
             )
             served.append(ServedModel(name, backend, "native"))
         elif backend in ADAPTERS:
-            write_adapter(canonical, ModelRepository(target), config, backend)
+            write_adapter(canonical, ModelRepository(target), config, backend, padding_strategy)
             served.append(ServedModel(name, backend, "python adapter"))
         else:
             raise ServerError(
@@ -76,7 +89,11 @@ def build_serving_repository(canonical: ModelRepository, target: Path) -> list[S
 
 
 def write_adapter(
-    canonical: ModelRepository, served: ModelRepository, config: ModelConfig, backend: str
+    canonical: ModelRepository,
+    served: ModelRepository,
+    config: ModelConfig,
+    backend: str,
+    padding_strategy: str,
 ) -> None:
     """The adapted config, the adapter code and links to the artifacts, version by version."""
     adapter, default_file = ADAPTERS[backend]
@@ -101,6 +118,12 @@ def write_adapter(
     adapted.default_model_filename = ""
     adapted.parameters["artifact"].string_value = artifact_name
     adapted.parameters["adapted_from"].string_value = backend
+    adapted.parameters["padding_strategy"].string_value = padding_strategy
+    if "padding_mask" in adapted.parameters:
+        # The adapter pads rows itself, so the batcher may group requests of any length;
+        # without this Triton batches only requests whose shapes match exactly.
+        for tensor in adapted.input:
+            tensor.allow_ragged_batch = any(dim == -1 for dim in tensor.dims)
     served.write_config(adapted)
     for extra in canonical.model_dir(config.name).iterdir():
         if extra.is_file() and extra.name != "config.pbtxt":  # labels and other side files

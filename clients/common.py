@@ -1,0 +1,101 @@
+"""Pieces the typed clients share: top-k parsing, batching and picking inputs and outputs.
+
+Plain functions of a `ModelInfo` or of a response array, so the image and text clients (sync and
+async) use one implementation each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .core import Array, ModelInfo
+from .errors import InferenceFailedError, InvalidInputError
+
+PROBABILITIES_OUTPUT = "probabilities"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One class of a top-k answer; `label` is empty when the model has no labels file."""
+
+    label: str
+    score: float
+    index: int
+
+
+def parse_classification(raw: bytes | str) -> Classification:
+    """Parse one entry of Triton's classification output, ``"score:index[:label]"``.
+
+    The label is everything after the second colon, so labels may contain colons themselves.
+    """
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    parts = text.split(":", 2)
+    try:
+        score, index = float(parts[0]), int(parts[1])
+    except (IndexError, ValueError) as exc:
+        raise InferenceFailedError(
+            f"malformed classification entry {text!r}; expected 'score:index[:label]'"
+        ) from exc
+    label = parts[2] if len(parts) == 3 else ""
+    return Classification(label=label, score=score, index=index)
+
+
+def takes_bytes_input(info: ModelInfo) -> bool:
+    """Whether a model's single input is BYTES, i.e. it takes raw bytes (images, text)."""
+    return len(info.inputs) == 1 and info.inputs[0].datatype == "BYTES"
+
+
+def single_input(info: ModelInfo) -> str:
+    """Name of the model's only input; the image and text clients send exactly one."""
+    if len(info.inputs) != 1:
+        raise InvalidInputError(
+            f"model {info.name!r} has {len(info.inputs)} inputs "
+            f"({', '.join(info.input_names)}); this client sends exactly one",
+            model=info.name,
+        )
+    return info.inputs[0].name
+
+
+def named_or_first_output(info: ModelInfo, name: str) -> str:
+    """Return output `name` if the model has it, else the model's first output."""
+    if name in info.output_names:
+        return name
+    if not info.outputs:
+        raise InferenceFailedError(f"model {info.name!r} has no outputs", model=info.name)
+    return info.outputs[0].name
+
+
+def classified_output(info: ModelInfo) -> str:
+    """Return the output to classify: ``probabilities`` if present, else the first output."""
+    return named_or_first_output(info, PROBABILITIES_OUTPUT)
+
+
+def check_top_k(top_k: int) -> None:
+    """Reject a top_k that asks for no classes."""
+    if top_k < 1:
+        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+
+
+def batch_slices(count: int, max_batch_size: int) -> list[slice]:
+    """Split `count` items into slices the model accepts; 0 means the model does not batch."""
+    step = max_batch_size if max_batch_size > 0 else count
+    return [slice(start, start + step) for start in range(0, count, max(step, 1))]
+
+
+def split_rows(raw: Array, count: int, model: str, what: str, items: str) -> Array:
+    """Reshape a batched output to one row per item, or say why it cannot be split."""
+    if count == 0 or raw.size % count:
+        raise InferenceFailedError(
+            f"model {model!r}: {what} output of shape {list(raw.shape)} "
+            f"does not split into {count} {items}",
+            model=model,
+        )
+    return raw.reshape(count, -1)
+
+
+def parse_top_k(
+    raw: Array, count: int, model: str, items: str = "inputs"
+) -> list[list[Classification]]:
+    """Turn a classification output into one top-k list per item; `items` names them in errors."""
+    rows = split_rows(raw, count, model, "classification", items)
+    return [[parse_classification(entry) for entry in row] for row in rows]
