@@ -1,5 +1,19 @@
 """Real, varied sentences for verifying text models: lengths, punctuation, scripts, emoji."""
 
+LONG_DOCUMENT = (
+    "Long documents are common in production: support tickets, contracts, medical notes and "
+    "logs often run to hundreds of words, and a service must either truncate them at a "
+    "documented limit or reject them with a clear message rather than fail unpredictably. "
+    "This sentence is deliberately long so that the tokenizer has to cut it at the maximum "
+    "length of the model, which exercises the truncation policy on the server as well as "
+    "in the reference implementation that the served embeddings are compared against, and "
+    "it keeps going with more clauses, more words, and more punctuation; until finally, "
+    "after a great many tokens, well beyond two hundred and fifty six of them, it ends, "
+    "although only after repeating itself a little: long documents are common in "
+    "production, support tickets, contracts, medical notes and logs often run to hundreds "
+    "of words, and the service must handle them predictably every single time."
+)
+
 SENTENCES: tuple[str, ...] = (
     "A man is playing a guitar on the street corner.",
     "The new movie is awesome!",
@@ -59,19 +73,8 @@ SENTENCES: tuple[str, ...] = (
         "weigh how much each token should influence every other token, which makes them "
         "efficient to train on accelerators but quadratic in memory with sequence length."
     ),
-    (
-        "Long documents are common in production: support tickets, contracts, medical notes and "
-        "logs often run to hundreds of words, and a service must either truncate them at a "
-        "documented limit or reject them with a clear message rather than fail unpredictably. "
-        "This sentence is deliberately long so that the tokenizer has to cut it at the maximum "
-        "length of the model, which exercises the truncation policy on the server as well as "
-        "in the reference implementation that the served embeddings are compared against, and "
-        "it keeps going with more clauses, more words, and more punctuation; until finally, "
-        "after a great many tokens, well beyond two hundred and fifty six of them, it ends, "
-        "although only after repeating itself a little: long documents are common in "
-        "production, support tickets, contracts, medical notes and logs often run to hundreds "
-        "of words, and the service must handle them predictably every single time."
-    ),
+    LONG_DOCUMENT,
+    LONG_DOCUMENT + " " + LONG_DOCUMENT,  # over 256 tokens: truncated by the policy
     "   leading and trailing spaces   ",
     "MIXED case TEXT With Odd CAPITALISATION",
     "1234567890",

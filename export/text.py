@@ -59,6 +59,15 @@ class SequenceClassifier(nn.Module):
         return logits, torch.softmax(logits, dim=-1)
 
 
+def text_task(task: str) -> TextTask:
+    """Check a task name given by a user."""
+    if task == "feature-extraction":
+        return "feature-extraction"
+    if task == "text-classification":
+        return "text-classification"
+    raise ExportError(f"task must be one of {', '.join(TEXT_TASKS)}, got {task!r}")
+
+
 def read_json(path: Path) -> dict[str, object]:
     """A JSON object from a file, or {} when the file is absent."""
     if not path.is_file():
@@ -154,11 +163,11 @@ def hf_text_spec(
     truncation: bool = True,
 ) -> ModelSpec:
     """A spec for a local Hugging Face encoder; reads only its JSON files until built."""
-    if task not in TEXT_TASKS:
-        raise ExportError(f"task must be one of {', '.join(TEXT_TASKS)}, got {task!r}")
     config = read_json(folder / "config.json")
     if not config:
         raise ExportError(f"{folder} is not a Hugging Face model folder (no config.json)")
+    if not name.isidentifier():
+        raise ExportError(f"model name {name!r} must be letters, digits and underscores")
     max_length = max_length_of(folder)
     if task == "feature-extraction":
         width = int(str(config.get("hidden_size", 0)))

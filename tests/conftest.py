@@ -15,8 +15,17 @@ from pathlib import Path
 import pytest
 
 from maas.clients import Protocol
-from maas.export import ExportResult, ModelRepository, export_model, get_spec, model_names
+from maas.export import (
+    ExportResult,
+    ModelRepository,
+    ModelSpec,
+    export_model,
+    get_spec,
+    model_names,
+)
+from maas.export.text import hf_text_spec, text_task
 from maas.server.embedded import free_port
+from tests.tiny_bert import make_tiny_bert
 
 STARTUP_TIMEOUT_S = 180
 
@@ -52,10 +61,28 @@ class RunningServer:
             return False
 
 
+# name → (task, truncation): tiny random BERTs exported from local folders, as a user would.
+TINY_BERTS = {
+    "tiny_bert_embedder": ("feature-extraction", True),
+    "tiny_bert_classifier": ("text-classification", True),
+    "tiny_bert_strict": ("feature-extraction", False),
+}
+
+
+def tiny_bert_specs(folder: Path) -> list[ModelSpec]:
+    """Specs for the tiny BERTs, each saved as its own Hugging Face folder."""
+    return [
+        hf_text_spec(make_tiny_bert(folder / name, task), text_task(task), name, truncation=cut)
+        for name, (task, cut) in TINY_BERTS.items()
+    ]
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     repository = ModelRepository(tmp_path_factory.mktemp("model_repository"))
-    results = {name: export_model(get_spec(name), repository) for name in model_names()}
+    specs = [get_spec(name) for name in model_names()]
+    specs += tiny_bert_specs(tmp_path_factory.mktemp("hf"))
+    results = {spec.name: export_model(spec, repository) for spec in specs}
     return Exported(repository, results)
 
 

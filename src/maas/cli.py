@@ -19,6 +19,7 @@ from maas.errors import MaasError, ServerError
 
 if TYPE_CHECKING:
     from maas.clients.core import Protocol
+    from maas.export import ExportResult
 
 app = typer.Typer(
     help="Model as a service on Triton: export models, serve them, call and benchmark them.",
@@ -64,6 +65,23 @@ def check_protocol(protocol: str) -> Protocol:
     return "http" if protocol == "http" else "grpc"
 
 
+def describe_export(result: ExportResult) -> str:
+    """One line: where the artifact went and how well it matched its source."""
+    report = result.report
+    measures = []
+    if report.top1_agreement is not None:
+        measures.append(f"top-1 agreement {report.top1_agreement:.4f}")
+    if report.min_cosine is not None:
+        measures.append(f"min cosine {report.min_cosine:.7f}")
+    measures += [f"{key} {value:.4f}" for key, value in result.built.metrics.items()]
+    measures += [
+        f"{o.name} max abs {o.max_abs_error:.2e} / rel {o.max_rel_error:.2e}"
+        for o in report.outputs
+    ]
+    where = f"{result.spec.name}: {result.artifact} verified on {report.samples} inputs"
+    return f"{where} ({'; '.join(measures)})"
+
+
 @app.command("export")
 def export_command(
     models: Annotated[
@@ -74,30 +92,37 @@ def export_command(
     list_models: Annotated[
         bool, typer.Option("--list", help="List registered models and exit.")
     ] = False,
+    hf: Annotated[
+        Path | None, typer.Option(help="Export a local Hugging Face encoder folder instead.")
+    ] = None,
+    task: Annotated[
+        str, typer.Option(help="With --hf: feature-extraction or text-classification.")
+    ] = "feature-extraction",
+    name: Annotated[str | None, typer.Option(help="With --hf: the served model name.")] = None,
+    truncation: Annotated[
+        bool, typer.Option(help="With --hf: cut texts over the maximum length (else reject).")
+    ] = True,
 ) -> None:
     """Export models to ONNX, verify them against their source and write the repository."""
     from maas.export import ModelRepository, export_model, get_spec, model_names
+    from maas.export.text import hf_text_spec, text_task
 
     with user_errors():
         if list_models:
-            for name in model_names():
-                spec = get_spec(name)
-                typer.echo(f"{name:14} {spec.description}; weights: {spec.weights}")
+            for registered in model_names():
+                spec = get_spec(registered)
+                typer.echo(f"{registered:14} {spec.description}; weights: {spec.weights}")
             return
         setup_logging()
-        specs = [get_spec(name) for name in (models or model_names())]
+        if hf is not None:
+            if models or name is None:
+                raise typer.BadParameter("--hf exports one folder: give --name and no model names")
+            specs = [hf_text_spec(hf, text_task(task), name, truncation=truncation)]
+        else:
+            specs = [get_spec(registered) for registered in (models or model_names())]
         target = ModelRepository(repository)
         for spec in specs:
-            result = export_model(spec, target, version=version)
-            errors = ", ".join(
-                f"{o.name} max abs {o.max_abs_error:.2e} / rel {o.max_rel_error:.2e}"
-                for o in result.report.outputs
-            )
-            metrics = "".join(f", {key} {value:.4f}" for key, value in result.built.metrics.items())
-            typer.echo(
-                f"{spec.name}: {result.artifact} verified on {result.report.samples} inputs "
-                f"(top-1 agreement {result.report.top1_agreement:.4f}{metrics}; {errors})"
-            )
+            typer.echo(describe_export(export_model(spec, target, version=version)))
 
 
 @app.command("serve")
