@@ -18,6 +18,7 @@ from .errors import (
     map_error,
 )
 from .image import AsyncImageClassifier, Classification, ImageClassifier, parse_classification
+from .routing import InputKind, input_kind
 from .text import AsyncTextClassifier, AsyncTextEmbedder, TextClassifier, TextEmbedder
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ImageClassifier",
     "InferenceFailedError",
     "InferenceTimeoutError",
+    "InputKind",
     "InvalidInputError",
     "ModelClient",
     "ModelInfo",
@@ -40,6 +42,7 @@ __all__ = [
     "TextClassifier",
     "TextEmbedder",
     "default_url",
+    "input_kind",
     "map_error",
     "parse_classification",
 ]

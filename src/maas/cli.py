@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ import typer
 from maas.errors import MaasError, ServerError
 
 if TYPE_CHECKING:
+    from maas.clients import Classification
     from maas.clients.core import Protocol
     from maas.export import ExportResult
 
@@ -186,27 +188,70 @@ def serve_command(
 
 @app.command("infer")
 def infer_command(
-    model: Annotated[str, typer.Argument(help="Served model, e.g. digits_cnn or resnet50.")],
-    images: Annotated[list[Path], typer.Argument(help="JPEG or PNG files.")],
+    model: Annotated[str, typer.Argument(help="Served model, e.g. digits_cnn, resnet50, minilm.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files (JPEG/PNG) or texts.")],
     url: UrlOption = None,
     protocol: ProtocolOption = "http",
-    top_k: Annotated[int, typer.Option(min=1, help="How many labels per image.")] = 5,
+    top_k: Annotated[int, typer.Option(min=1, help="How many labels per input.")] = 5,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
 ) -> None:
-    """Classify image files through the server and print the top-k labels of each."""
-    from maas.clients import ImageClassifier
+    """Classify images, or embed or classify texts, through the server."""
+    from maas.clients import input_kind
+    from maas.clients.routing import require_raw_kind
 
     with user_errors():
-        for path in images:
-            if not path.is_file():
-                raise typer.BadParameter(f"{path} is not a file")
-        with ImageClassifier(
-            model, url=url, protocol=check_protocol(protocol), timeout_s=timeout
-        ) as classifier:
-            results = classifier.classify(list(images), top_k=top_k)
-        for path, labels in zip(images, results, strict=True):
-            ranked = ", ".join(f"{item.label} ({item.score:.4f})" for item in labels)
-            typer.echo(f"{path}: {ranked}")
+        checked = check_protocol(protocol)
+        kind = require_raw_kind(model, input_kind(model, url, checked, timeout))
+        if kind == "image":
+            lines = infer_images(model, inputs, url, checked, top_k, timeout)
+        else:
+            lines = infer_texts(model, inputs, url, checked, top_k, timeout)
+        for line in lines:
+            typer.echo(line)
+
+
+def ranked_labels(labels: list[Classification]) -> str:
+    """Labels with scores, best first."""
+    return ", ".join(f"{item.label} ({item.score:.4f})" for item in labels)
+
+
+def infer_images(
+    model: str, paths: list[str], url: str | None, protocol: Protocol, top_k: int, timeout: float
+) -> list[str]:
+    """One line per image file: its top-k labels."""
+    from maas.clients import ImageClassifier
+
+    for path in paths:
+        if not Path(path).is_file():
+            raise typer.BadParameter(f"{path} is not a file")
+    with ImageClassifier(model, url=url, protocol=protocol, timeout_s=timeout) as classifier:
+        results = classifier.classify(paths, top_k=top_k)
+    return [f"{path}: {ranked_labels(labels)}" for path, labels in zip(paths, results, strict=True)]
+
+
+def infer_texts(
+    model: str, texts: list[str], url: str | None, protocol: Protocol, top_k: int, timeout: float
+) -> list[str]:
+    """Embeddings (with pairwise cosine similarities) or top-k labels, one line per text."""
+    from maas.clients import TextClassifier, TextEmbedder
+    from maas.clients.routing import output_names
+
+    if "embeddings" not in output_names(model, url, protocol, timeout):
+        with TextClassifier(model, url=url, protocol=protocol, timeout_s=timeout) as classifier:
+            results = classifier.classify(texts, top_k=top_k)
+        return [
+            f"{text!r}: {ranked_labels(labels)}"
+            for text, labels in zip(texts, results, strict=True)
+        ]
+    with TextEmbedder(model, url=url, protocol=protocol, timeout_s=timeout) as embedder:
+        vectors = embedder.embed(texts)
+    lines = [
+        f"{text!r}: {vector.size} dims [{', '.join(f'{v:.4f}' for v in vector[:4])}, …]"
+        for text, vector in zip(texts, vectors, strict=True)
+    ]
+    for i, j in itertools.combinations(range(len(texts)), 2):
+        lines.append(f"cosine({i}, {j}) = {float(vectors[i] @ vectors[j]):.4f}")
+    return lines
 
 
 @app.command("bench")
@@ -229,6 +274,30 @@ def bench_command(
         if output is not None:
             result.write_json(output)
             typer.echo(f"report  {output}")
+
+
+@app.command("bench-padding")
+def bench_padding_command(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    model: Annotated[str, typer.Option(help="Exported text model.")] = "minilm",
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent clients.")] = 8,
+    copies: Annotated[int, typer.Option(min=1, help="Times the sentence set is sent.")] = 4,
+    output: Annotated[Path, typer.Option(help="Folder for padding.md and padding.json.")] = Path(
+        "results"
+    ),
+) -> None:
+    """Measure padding waste of each batching strategy on a mixed-length text workload."""
+    from maas.benchmarks.text_padding import render_table, run_padding_benchmark, write_report
+
+    setup_logging()
+    with user_errors():
+        results = run_padding_benchmark(repository, model, concurrency, copies)
+        typer.echo(render_table(results))
+        header = (
+            f"# Padding waste: {model}, {results[0].requests} single-text requests, "
+            f"{concurrency} concurrent clients, gRPC"
+        )
+        typer.echo(f"report  {write_report(results, output, header)}")
 
 
 @app.command("doctor")
