@@ -256,18 +256,21 @@ def infer_texts(
 
 @app.command("bench")
 def bench_command(
-    model: Annotated[str, typer.Argument(help="Served image model, e.g. resnet50.")],
+    model: Annotated[str, typer.Argument(help="Served model, e.g. resnet50 or minilm.")],
     url: UrlOption = None,
     protocol: ProtocolOption = "http",
     concurrency: Annotated[int, typer.Option(min=1, help="Concurrent workers.")] = 4,
     duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds.")] = 10.0,
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+    image: Annotated[
+        Path | None, typer.Option(help="Image file to send [default: a bundled photograph].")
+    ] = None,
 ) -> None:
-    """Closed-loop load test of an image model with real image bytes."""
-    from maas.benchmarks.image_load import bench_image_model
+    """Closed-loop load test with real inputs: image bytes, or varied real sentences."""
+    from maas.benchmarks.served_load import bench_model
 
     with user_errors():
-        result = bench_image_model(model, url, check_protocol(protocol), concurrency, duration)
+        result = bench_model(model, url, check_protocol(protocol), concurrency, duration, image)
         typer.echo(f"{model} over {protocol}: {result.summary()}")
         if result.first_error:
             typer.echo(f"first error: {result.first_error}", err=True)

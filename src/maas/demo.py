@@ -1,16 +1,22 @@
-"""The demo behind `maas demo`: export → serve → classify → benchmark, on real images."""
+"""The demo behind `maas demo`: export → serve → classify and embed → benchmark, on real data."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from maas.clients import Classification
+from maas.clients import Classification, ImageClassifier, TextEmbedder
 from maas.export import ModelRepository, export_model, get_spec, model_names
 from maas.server.embedded import EmbeddedServer, ServerOptions
 
 Echo = Callable[[str], object]
 DEMO_DIGITS = 5
+DEMO_TEXTS = (
+    "A man is playing a guitar.",
+    "Someone is playing an instrument.",
+    "The stock market fell sharply today.",
+)
+BENCH_CONCURRENCY = 4
 
 
 def missing_artifacts(repository: ModelRepository) -> list[str]:
@@ -27,6 +33,33 @@ def ranked(labels: list[Classification]) -> str:
     return ", ".join(f"{item.label} ({item.score:.4f})" for item in labels)
 
 
+def classify_samples(server: EmbeddedServer, scratch: Path, echo: Echo) -> None:
+    """Held-out digits as PNG over HTTP, photographs as JPEG over gRPC."""
+    from maas.samples import write_held_out_digits, write_photos
+
+    digits = write_held_out_digits(scratch / "digits", DEMO_DIGITS)
+    with ImageClassifier("digits_cnn", url=server.http_url, protocol="http") as classifier:
+        results = classifier.classify([path for path, _ in digits], top_k=5)
+    for (path, truth), labels in zip(digits, results, strict=True):
+        echo(f"[http] {path.name}: true {truth}, top-5 {ranked(labels)}")
+    photos = write_photos(scratch / "photos")
+    with ImageClassifier("resnet50", url=server.grpc_url, protocol="grpc") as classifier:
+        results = classifier.classify(photos, top_k=5)
+    for path, labels in zip(photos, results, strict=True):
+        echo(f"[grpc] {path.name}: top-5 {ranked(labels)}")
+    echo("resnet50 has seeded random weights: its labels are class indices, meaningless by design")
+
+
+def embed_samples(server: EmbeddedServer, echo: Echo) -> None:
+    """Raw strings to minilm over gRPC; similar sentences land close together."""
+    with TextEmbedder("minilm", url=server.grpc_url, protocol="grpc") as embedder:
+        vectors = embedder.embed(list(DEMO_TEXTS))
+    echo(f"[grpc] minilm embedded {len(DEMO_TEXTS)} texts into {vectors.shape[1]} dims")
+    for i in range(1, len(DEMO_TEXTS)):
+        similarity = float(vectors[0] @ vectors[i])
+        echo(f"       cosine({DEMO_TEXTS[0]!r}, {DEMO_TEXTS[i]!r}) = {similarity:.3f}")
+
+
 def run_demo(
     root: Path,
     ports: tuple[int, int, int],
@@ -35,36 +68,24 @@ def run_demo(
     scratch: Path,
     echo: Echo,
 ) -> None:
-    """Export what is missing, serve, classify samples over both protocols, benchmark briefly."""
-    from maas.benchmarks.image_load import bench_image_model
-    from maas.clients import ImageClassifier
-    from maas.samples import write_held_out_digits, write_photos
+    """Export what is missing, serve, call every model over both protocols, benchmark briefly."""
+    from maas.benchmarks.served_load import bench_model
 
     repository = ModelRepository(root)
     for name in model_names() if reexport else missing_artifacts(repository):
         export_model(get_spec(name), repository)
-    digits = write_held_out_digits(scratch / "digits", DEMO_DIGITS)
-    photos = write_photos(scratch / "photos")
     http_port, grpc_port, metrics_port = ports
     options = ServerOptions(
         root, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, exit_timeout_s=5
     )
     with EmbeddedServer(options) as server:
         echo(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}")
-        with ImageClassifier("digits_cnn", url=server.http_url, protocol="http") as classifier:
-            results = classifier.classify([path for path, _ in digits], top_k=5)
-        for (path, truth), labels in zip(digits, results, strict=True):
-            echo(f"[http] {path.name}: true {truth}, top-5 {ranked(labels)}")
-        with ImageClassifier("resnet50", url=server.grpc_url, protocol="grpc") as classifier:
-            results = classifier.classify(photos, top_k=5)
-        for path, labels in zip(photos, results, strict=True):
-            echo(f"[grpc] {path.name}: top-5 {ranked(labels)}")
-        echo(
-            "resnet50 has seeded random weights: its labels are class indices, "
-            "meaningless by design"
-        )
-        for model in ("digits_cnn", "resnet50"):
-            result = bench_image_model(
-                model, server.grpc_url, "grpc", concurrency=4, duration_s=bench_seconds
-            )
-            echo(f"benchmark {model} (JPEG bytes → ensemble, gRPC): {result.summary()}")
+        classify_samples(server, scratch, echo)
+        embed_samples(server, echo)
+        for model, what in (
+            ("digits_cnn", "JPEG bytes"),
+            ("resnet50", "JPEG bytes"),
+            ("minilm", "one real sentence"),
+        ):
+            result = bench_model(model, server.grpc_url, "grpc", BENCH_CONCURRENCY, bench_seconds)
+            echo(f"benchmark {model} ({what} per request, gRPC): {result.summary()}")

@@ -47,7 +47,8 @@ def test_minilm_matches_sentence_transformers_under_concurrent_single_requests(
 ) -> None:
     def embed_one(text: str) -> np.ndarray:
         with TextEmbedder("minilm", url=server.url(protocol), protocol=protocol) as embedder:
-            return embedder.embed([text])[0]
+            row: np.ndarray = embedder.embed([text])[0]
+        return row
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         served = np.stack(list(pool.map(embed_one, SENTENCES)))

@@ -5,6 +5,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from maas.cli import app
+from tests.tiny_bert import LABELS, make_tiny_bert
 
 runner = CliRunner()
 
@@ -46,3 +47,38 @@ def test_infer_refuses_unknown_protocol(tmp_path: Path) -> None:
     result = runner.invoke(app, ["infer", "digits_cnn", str(image), "--protocol", "udp"])
     assert result.exit_code == 2
     assert "protocol must be http or grpc" in result.output
+
+
+def test_export_hf_writes_text_classifier_with_labels_from_id2label(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "bert", "text-classification")
+    repository = tmp_path / "repo"
+    result = runner.invoke(
+        app,
+        ["export", "--hf", str(folder), "--task", "text-classification", "--name", "sentiment",
+         "--repository", str(repository)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "sentiment: " in result.output and "top-1 agreement 1.0000" in result.output
+    assert (repository / "sentiment_text" / "labels.txt").read_text().split() == list(
+        LABELS.values()
+    )
+    assert (repository / "sentiment_tokenizer" / "1" / "tokenizer.json").is_file()
+
+
+def test_export_hf_refuses_unknown_task(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "bert", "feature-extraction")
+    result = runner.invoke(app, ["export", "--hf", str(folder), "--task", "ner", "--name", "x"])
+    assert result.exit_code == 1
+    assert "task must be one of feature-extraction, text-classification, got 'ner'" in result.output
+
+
+def test_export_hf_says_when_folder_is_not_a_model(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "--hf", str(tmp_path), "--name", "x"])
+    assert result.exit_code == 1
+    assert "is not a Hugging Face model folder (no config.json)" in result.output
+
+
+def test_export_hf_needs_a_name(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "--hf", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "give --name" in result.output
