@@ -291,6 +291,7 @@ def bench_padding_command(
 ) -> None:
     """Measure padding waste of each batching strategy on a mixed-length text workload."""
     from maas.benchmarks.text_padding import render_table, run_padding_benchmark, write_report
+    from maas.doctor import cpu_check
 
     setup_logging()
     with user_errors():
@@ -298,7 +299,9 @@ def bench_padding_command(
         typer.echo(render_table(results))
         header = (
             f"# Padding waste: {model}, {results[0].requests} single-text requests, "
-            f"{concurrency} concurrent clients, gRPC"
+            f"{concurrency} concurrent clients, gRPC\n\nMachine: {cpu_check().detail}; "
+            f"{os.cpu_count()} cores; `maas bench-padding --concurrency {concurrency} "
+            f"--copies {copies}`; all rows from one run."
         )
         typer.echo(f"report  {write_report(results, output, header)}")
 
