@@ -2,6 +2,7 @@
 
 from .core import (
     AsyncModelClient,
+    ClientOptions,
     ModelClient,
     ModelInfo,
     Protocol,
@@ -28,6 +29,7 @@ __all__ = [
     "AsyncTextEmbedder",
     "Classification",
     "ClientError",
+    "ClientOptions",
     "ImageClassifier",
     "InferenceFailedError",
     "InferenceTimeoutError",

@@ -1,14 +1,14 @@
 """Pieces the typed clients share: top-k parsing, batching and picking inputs and outputs.
 
-Plain functions of a `ModelInfo` or of a response array, so the image and text clients (sync and
-async) use one implementation each.
+Plain functions of a `ModelInfo`, of a response array or of a model client, so the image and
+text clients (sync and async) use one implementation each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .core import Array, ModelInfo
+from .core import Array, AsyncModelClient, ModelClient, ModelInfo
 from .errors import InferenceFailedError, InvalidInputError
 
 PROBABILITIES_OUTPUT = "probabilities"
@@ -99,3 +99,31 @@ def parse_top_k(
     """Turn a classification output into one top-k list per item; `items` names them in errors."""
     rows = split_rows(raw, count, model, "classification", items)
     return [[parse_classification(entry) for entry in row] for row in rows]
+
+
+def classify_batch(
+    client: ModelClient, batch: Array, top_k: int, items: str
+) -> list[list[Classification]]:
+    """Classify each row of `batch` with the model's single input, in calls it accepts."""
+    info = client.info
+    name, output = single_input(info), classified_output(info)
+    results: list[list[Classification]] = []
+    for part in batch_slices(len(batch), info.max_batch_size):
+        chunk = batch[part]
+        raw = client.infer({name: chunk}, outputs=[output], class_count=top_k)[output]
+        results.extend(parse_top_k(raw, len(chunk), client.model, items))
+    return results
+
+
+async def classify_batch_async(
+    client: AsyncModelClient, batch: Array, top_k: int, items: str
+) -> list[list[Classification]]:
+    """Asyncio version of `classify_batch`."""
+    info = await client.info()
+    name, output = single_input(info), classified_output(info)
+    results: list[list[Classification]] = []
+    for part in batch_slices(len(batch), info.max_batch_size):
+        chunk = batch[part]
+        outputs = await client.infer({name: chunk}, outputs=[output], class_count=top_k)
+        results.extend(parse_top_k(outputs[output], len(chunk), client.model, items))
+    return results

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +91,35 @@ def resolve_url(url: str | None, protocol: Protocol) -> str:
     if "://" in url:
         raise ClientError(f"url must be host:port without a scheme, got {url!r}")
     return url
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Where and how to reach a model: server url, protocol, per-call timeout, model version.
+
+    Checked when built; a typed client builds one and shares it between its connections to a
+    model and to that model's companion ensemble.
+    """
+
+    url: str
+    protocol: Protocol = "http"
+    timeout_s: float = 30.0
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown protocol or a url with a scheme."""
+        resolve_url(self.url, check_protocol(self.protocol))
+
+    @classmethod
+    def create(
+        cls,
+        url: str | None = None,
+        protocol: Protocol = "http",
+        timeout_s: float = 30.0,
+        version: str = "",
+    ) -> ClientOptions:
+        """Build options as the clients take them: no url means Triton's local default."""
+        return cls(resolve_url(url, check_protocol(protocol)), protocol, timeout_s, version)
 
 
 # --- metadata and config -------------------------------------------------------------------
@@ -295,11 +324,55 @@ def _raise_mapped(exc: BaseException, model: str) -> NoReturn:
     raise map_error(exc, model=model) from exc
 
 
-class ModelClient:
-    """Blocking client for one model on a Triton server.
+_Closable = TypeVar("_Closable", bound="Closable")
+_AsyncClosable = TypeVar("_AsyncClosable", bound="AsyncClosable")
 
-    Like the tritonclient objects underneath it, one instance serves one thread at a time; the
-    HTTP transport is gevent-based and fails when shared across threads.
+
+class Closable:
+    """``with`` support for a blocking client: leaving the block calls `close`."""
+
+    def close(self) -> None:
+        """Release the client's connections; each client says how."""
+        raise NotImplementedError
+
+    def __enter__(self: _Closable) -> _Closable:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClosable:
+    """``async with`` support for an asyncio client: leaving the block awaits `close`."""
+
+    async def close(self) -> None:
+        """Release the client's connections; each client says how."""
+        raise NotImplementedError
+
+    async def __aenter__(self: _AsyncClosable) -> _AsyncClosable:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+_Client = TypeVar("_Client", bound="_ModelClientBase")
+
+
+class _ModelClientBase:
+    """What `ModelClient` and `AsyncModelClient` share: the model, its options, cached info.
+
+    Subclasses only say how the transport opens (`_open_transport`) and how calls are made.
     """
 
     def __init__(
@@ -311,28 +384,50 @@ class ModelClient:
         version: str = "",
     ) -> None:
         self.model = model
-        self.protocol = check_protocol(protocol)
-        self.url = resolve_url(url, self.protocol)
+        self.options = ClientOptions.create(url, protocol, timeout_s, version)
+        self.protocol = self.options.protocol
+        self.url = self.options.url
         self.timeout_s = timeout_s
         self.version = version
         self._call_kwargs = call_kwargs(self.protocol, timeout_s)
+        # Metadata and config calls: gRPC also needs as_json to answer dicts like HTTP.
+        self._info_kwargs = {**self._call_kwargs, **json_kwargs(self.protocol)}
         self._info: ModelInfo | None = None
+        self._client: Any = self._open_transport()
+
+    @classmethod
+    def from_options(cls: type[_Client], model: str, options: ClientOptions) -> _Client:
+        """Return a client for `model` with options already built, e.g. shared by two clients."""
+        return cls(model, options.url, options.protocol, options.timeout_s, options.version)
+
+    def _open_transport(self) -> Any:
+        """Return the tritonclient client, or None to open it on first use."""
+        raise NotImplementedError
+
+
+class ModelClient(_ModelClientBase, Closable):
+    """Blocking client for one model on a Triton server.
+
+    Like the tritonclient objects underneath it, one instance serves one thread at a time; the
+    HTTP transport is gevent-based and fails when shared across threads.
+    """
+
+    def _open_transport(self) -> Any:
+        """Create the transport now, so a client that cannot be made fails on construction."""
         try:
-            self._client: Any = (
-                httpclient.InferenceServerClient(
-                    self.url, connection_timeout=timeout_s, network_timeout=timeout_s
+            if self.protocol == "http":
+                return httpclient.InferenceServerClient(
+                    self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
                 )
-                if self.protocol == "http"
-                else grpcclient.InferenceServerClient(self.url)
-            )
+            return grpcclient.InferenceServerClient(self.url)
         except TRANSPORT_ERRORS as exc:
-            _raise_mapped(exc, model)
+            _raise_mapped(exc, self.model)
 
     @property
     def info(self) -> ModelInfo:
         """Model metadata and config, read from the server on first use."""
         if self._info is None:
-            kwargs = {**self._call_kwargs, **json_kwargs(self.protocol)}
+            kwargs = self._info_kwargs
             try:
                 metadata = self._client.get_model_metadata(self.model, self.version, **kwargs)
                 config = self._client.get_model_config(self.model, self.version, **kwargs)
@@ -383,41 +478,17 @@ class ModelClient:
         """Close the connection; the client cannot be used afterwards."""
         self._client.close()
 
-    def __enter__(self) -> ModelClient:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncModelClient:
+class AsyncModelClient(_ModelClientBase, AsyncClosable):
     """Asyncio client for one model on a Triton server; the same API as `ModelClient`.
 
     The connection opens on the first call, inside the running event loop, because aiohttp
     sessions and grpc.aio channels bind to the loop they are created in.
     """
 
-    def __init__(
-        self,
-        model: str,
-        url: str | None = None,
-        protocol: Protocol = "http",
-        timeout_s: float = 30.0,
-        version: str = "",
-    ) -> None:
-        self.model = model
-        self.protocol = check_protocol(protocol)
-        self.url = resolve_url(url, self.protocol)
-        self.timeout_s = timeout_s
-        self.version = version
-        self._call_kwargs = call_kwargs(self.protocol, timeout_s)
-        self._info: ModelInfo | None = None
-        self._client: Any = None
+    def _open_transport(self) -> Any:
+        """Open nothing yet; `_connected` opens the transport inside the event loop."""
+        return None
 
     def _connected(self) -> Any:
         """Return the tritonclient aio client, creating it on first use."""
@@ -435,8 +506,7 @@ class AsyncModelClient:
     async def info(self) -> ModelInfo:
         """Model metadata and config, read from the server on first use."""
         if self._info is None:
-            client = self._connected()
-            kwargs = {**self._call_kwargs, **json_kwargs(self.protocol)}
+            client, kwargs = self._connected(), self._info_kwargs
             try:
                 metadata = await client.get_model_metadata(self.model, self.version, **kwargs)
                 config = await client.get_model_config(self.model, self.version, **kwargs)
@@ -489,14 +559,3 @@ class AsyncModelClient:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
-
-    async def __aenter__(self) -> AsyncModelClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()

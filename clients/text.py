@@ -8,26 +8,22 @@ model when it takes BYTES itself, else to the ensemble.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, TypeVar
 
 import numpy as np
-
-from maas.conventions import TEXT_ENSEMBLE_SUFFIX
 
 from .common import (
     Classification,
     batch_slices,
     check_top_k,
-    classified_output,
+    classify_batch,
+    classify_batch_async,
     named_or_first_output,
-    parse_top_k,
     single_input,
     split_rows,
-    takes_bytes_input,
 )
-from .core import Array, AsyncModelClient, ModelClient, ModelInfo, Protocol
-from .errors import InvalidInputError, ModelNotFoundError
+from .core import Array, ModelInfo
+from .errors import InvalidInputError
+from .routing import TEXT_COMPANION, AsyncRoutedClient, RoutedClient
 
 TextInput = str | bytes
 EMBEDDINGS_OUTPUT = "embeddings"
@@ -55,25 +51,6 @@ def encode_texts(texts: Sequence[TextInput]) -> Array:
     return encoded
 
 
-def text_ensemble_name(model: str) -> str:
-    """Name of the ensemble that takes raw strings for a token-id model."""
-    return model + TEXT_ENSEMBLE_SUFFIX
-
-
-def missing_text_ensemble_error(
-    model: str, info: ModelInfo, cause: ModelNotFoundError
-) -> ModelNotFoundError:
-    """Explain that raw text needs the text ensemble, which the server does not have."""
-    inputs = ", ".join(tensor.describe() for tensor in info.inputs)
-    return ModelNotFoundError(
-        f"model {model!r} takes token ids ({inputs}), and the server has no text ensemble "
-        f"{text_ensemble_name(model)!r} to tokenize raw text; serve the ensemble, or send "
-        f"token ids with ModelClient ({cause})",
-        model=text_ensemble_name(model),
-        status=cause.status,
-    )
-
-
 def embedding_output(info: ModelInfo) -> str:
     """Return the output holding embeddings: ``embeddings`` if present, else the first output."""
     return named_or_first_output(info, EMBEDDINGS_OUTPUT)
@@ -97,119 +74,13 @@ def join_embeddings(parts: Sequence[Array], info: ModelInfo, output: str) -> Arr
     return np.concatenate(parts)
 
 
-_Sync = TypeVar("_Sync", bound="_TextModel")
-_Async = TypeVar("_Async", bound="_AsyncTextModel")
-
-
-class _TextModel:
-    """Connections to a text model and its ``_text`` ensemble, and the choice between them."""
-
-    def __init__(
-        self,
-        model: str,
-        url: str | None = None,
-        protocol: Protocol = "http",
-        timeout_s: float = 30.0,
-        version: str = "",
-    ) -> None:
-        self.model = model
-        options: dict[str, Any] = {
-            "url": url,
-            "protocol": protocol,
-            "timeout_s": timeout_s,
-            "version": version,
-        }
-        # Neither connects before its first call, so making both up front costs nothing.
-        self._named = ModelClient(model, **options)
-        self._ensemble = ModelClient(text_ensemble_name(model), **options)
-
-    def _resolved(self) -> ModelClient:
-        """Return the named model if it takes BYTES, else its text ensemble."""
-        if takes_bytes_input(self._named.info):
-            return self._named
-        try:
-            _ = self._ensemble.info  # fetch now to report a missing ensemble clearly
-        except ModelNotFoundError as exc:
-            raise missing_text_ensemble_error(self.model, self._named.info, exc) from exc
-        return self._ensemble
-
-    def close(self) -> None:
-        """Close the connections to the server."""
-        try:
-            self._named.close()
-        finally:
-            self._ensemble.close()
-
-    def __enter__(self: _Sync) -> _Sync:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class _AsyncTextModel:
-    """Asyncio version of `_TextModel`."""
-
-    def __init__(
-        self,
-        model: str,
-        url: str | None = None,
-        protocol: Protocol = "http",
-        timeout_s: float = 30.0,
-        version: str = "",
-    ) -> None:
-        self.model = model
-        options: dict[str, Any] = {
-            "url": url,
-            "protocol": protocol,
-            "timeout_s": timeout_s,
-            "version": version,
-        }
-        # Both connect lazily, so making them here costs nothing and leaves no state that
-        # concurrent calls could race to set.
-        self._named = AsyncModelClient(model, **options)
-        self._ensemble = AsyncModelClient(text_ensemble_name(model), **options)
-
-    async def _resolved(self) -> AsyncModelClient:
-        """Return the named model if it takes BYTES, else its text ensemble."""
-        named = await self._named.info()
-        if takes_bytes_input(named):
-            return self._named
-        try:
-            await self._ensemble.info()  # fetch now to report a missing ensemble clearly
-        except ModelNotFoundError as exc:
-            raise missing_text_ensemble_error(self.model, named, exc) from exc
-        return self._ensemble
-
-    async def close(self) -> None:
-        """Close the connections that were opened."""
-        try:
-            await self._named.close()
-        finally:
-            await self._ensemble.close()
-
-    async def __aenter__(self: _Async) -> _Async:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-class TextEmbedder(_TextModel):
+class TextEmbedder(RoutedClient):
     """Blocking text embedder for a model served by Triton (or its ``_text`` ensemble).
 
     Like `ModelClient`, one instance serves one thread at a time.
     """
+
+    companion = TEXT_COMPANION
 
     def embed(self, texts: Sequence[TextInput]) -> Array:
         """Return one float32 embedding row per text, shape ``(n, dim)``, in the order given.
@@ -220,7 +91,7 @@ class TextEmbedder(_TextModel):
         so it still needs the server.
         """
         batch = encode_texts(texts)
-        client = self._resolved()
+        client = self._for_raw_inputs()
         info = client.info
         name, output = single_input(info), embedding_output(info)
         parts: list[Array] = []
@@ -231,11 +102,13 @@ class TextEmbedder(_TextModel):
         return join_embeddings(parts, info, output)
 
 
-class TextClassifier(_TextModel):
+class TextClassifier(RoutedClient):
     """Blocking top-k text classifier for a model served by Triton (or its ``_text`` ensemble).
 
     Like `ModelClient`, one instance serves one thread at a time.
     """
+
+    companion = TEXT_COMPANION
 
     def classify(self, texts: Sequence[TextInput], top_k: int = 5) -> list[list[Classification]]:
         """Return the top-k classes of each text, best first, in the order given.
@@ -248,19 +121,13 @@ class TextClassifier(_TextModel):
         batch = encode_texts(texts)
         if not len(batch):
             return []
-        client = self._resolved()
-        info = client.info
-        name, output = single_input(info), classified_output(info)
-        results: list[list[Classification]] = []
-        for part in batch_slices(len(batch), info.max_batch_size):
-            chunk = batch[part]
-            raw = client.infer({name: chunk}, outputs=[output], class_count=top_k)[output]
-            results.extend(parse_top_k(raw, len(chunk), client.model, items="texts"))
-        return results
+        return classify_batch(self._for_raw_inputs(), batch, top_k, "texts")
 
 
-class AsyncTextEmbedder(_AsyncTextModel):
+class AsyncTextEmbedder(AsyncRoutedClient):
     """Asyncio text embedder; the same API as `TextEmbedder`."""
+
+    companion = TEXT_COMPANION
 
     async def embed(self, texts: Sequence[TextInput]) -> Array:
         """Return one float32 embedding row per text; see `TextEmbedder.embed`.
@@ -268,7 +135,7 @@ class AsyncTextEmbedder(_AsyncTextModel):
         An empty list makes no inference call and returns shape ``(0, dim)`` from the metadata.
         """
         batch = encode_texts(texts)
-        client = await self._resolved()
+        client = await self._for_raw_inputs()
         info = await client.info()
         name, output = single_input(info), embedding_output(info)
         parts: list[Array] = []
@@ -279,8 +146,10 @@ class AsyncTextEmbedder(_AsyncTextModel):
         return join_embeddings(parts, info, output)
 
 
-class AsyncTextClassifier(_AsyncTextModel):
+class AsyncTextClassifier(AsyncRoutedClient):
     """Asyncio top-k text classifier; the same API as `TextClassifier`."""
+
+    companion = TEXT_COMPANION
 
     async def classify(
         self, texts: Sequence[TextInput], top_k: int = 5
@@ -293,12 +162,4 @@ class AsyncTextClassifier(_AsyncTextModel):
         batch = encode_texts(texts)
         if not len(batch):
             return []
-        client = await self._resolved()
-        info = await client.info()
-        name, output = single_input(info), classified_output(info)
-        results: list[list[Classification]] = []
-        for part in batch_slices(len(batch), info.max_batch_size):
-            chunk = batch[part]
-            outputs = await client.infer({name: chunk}, outputs=[output], class_count=top_k)
-            results.extend(parse_top_k(outputs[output], len(chunk), client.model, items="texts"))
-        return results
+        return await classify_batch_async(await self._for_raw_inputs(), batch, top_k, "texts")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from maas.clients import (
     parse_classification,
 )
 from maas.clients.core import (
+    ClientOptions,
     build_infer_inputs,
     check_protocol,
     parse_model_info,
@@ -47,11 +49,11 @@ from maas.clients.core import (
 from maas.clients.image import (
     batch_slices,
     classified_output,
-    ensemble_name,
     parse_top_k,
     prepare_images,
     takes_encoded_images,
 )
+from maas.clients.routing import IMAGE_COMPANION
 from maas.errors import MaasError
 
 # Payloads as tritonserver 2.51 returned them for a python-backend classifier.
@@ -405,6 +407,38 @@ def test_resolve_url_raises_client_error_when_url_has_scheme() -> None:
         resolve_url("http://localhost:8000", "http")
 
 
+def test_client_options_fill_default_url_when_url_is_none() -> None:
+    assert ClientOptions.create(None, "grpc") == ClientOptions("localhost:8001", "grpc", 30.0, "")
+
+
+@pytest.mark.parametrize(
+    ("url", "protocol", "message"),
+    [("http://localhost:8000", "http", "without a scheme"), ("x:1", "https", "unknown protocol")],
+)
+def test_client_options_raise_client_error_when_url_or_protocol_is_bad(
+    url: str, protocol: Any, message: str
+) -> None:
+    with pytest.raises(ClientError, match=message):
+        ClientOptions(url, protocol)
+
+
+@pytest.mark.parametrize("client_class", [ModelClient, AsyncModelClient])
+def test_from_options_gives_client_same_settings_as_constructor_when_options_are_shared(
+    client_class: Any,
+) -> None:
+    options = ClientOptions.create("127.0.0.1:1", "grpc", 2.5, "3")
+    client = client_class.from_options("m", options)
+    expected = client_class("m", "127.0.0.1:1", "grpc", 2.5, "3")
+    assert (client.options, client.url, client.protocol, client.timeout_s, client.version) == (
+        expected.options,
+        "127.0.0.1:1",
+        "grpc",
+        2.5,
+        "3",
+    )
+    assert options == expected.options
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_model_client_reports_unavailable_when_nothing_listens(protocol: Any) -> None:
     with ModelClient("m", f"127.0.0.1:{free_port()}", protocol, timeout_s=5.0) as client:
@@ -463,8 +497,18 @@ def test_takes_encoded_images_is_true_only_when_single_input_is_bytes() -> None:
     assert (takes_encoded_images(IMAGE_INFO), takes_encoded_images(TINY_INFO)) == (True, False)
 
 
-def test_ensemble_name_appends_suffix_when_naming_companion() -> None:
-    assert ensemble_name("resnet") == "resnet_image"
+def test_image_companion_name_appends_suffix_when_naming_companion() -> None:
+    assert IMAGE_COMPANION.name("resnet") == "resnet_image"
+
+
+def test_image_companion_missing_error_names_tensor_inputs_and_ensemble_when_built() -> None:
+    cause = ModelNotFoundError("model 'tiny_cls_image': unknown", model="tiny_cls_image")
+    error = IMAGE_COMPANION.missing_error("tiny_cls", TINY_INFO, cause)
+    assert str(error).startswith(
+        "model 'tiny_cls' takes preprocessed tensors (input (FP32 [-1, 4])), and the server has "
+        "no image ensemble 'tiny_cls_image' to decode encoded images; pass float32 arrays"
+    )
+    assert (error.model, error.status) == ("tiny_cls_image", None)
 
 
 def test_classified_output_falls_back_to_first_output_when_no_probabilities() -> None:
@@ -500,3 +544,87 @@ def test_async_image_classifier_raises_invalid_when_top_k_is_below_one() -> None
 
     with pytest.raises(InvalidInputError, match="top_k must be >= 1"):
         asyncio.run(classify())
+
+
+# --- routing images to the named model or its _image ensemble --------------------------------
+
+
+@dataclass
+class Served:
+    """What the fake server serves, and the models `infer` was called on, in order."""
+
+    models: dict[str, ModelInfo] = field(
+        default_factory=lambda: {"tiny_cls": TINY_INFO, "tiny_cls_image": IMAGE_INFO}
+    )
+    calls: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Served:
+    """Answer ModelClient/AsyncModelClient `info` and `infer` without a server."""
+    fake = Served()
+    models, calls = fake.models, fake.calls
+
+    def info(model: str) -> ModelInfo:
+        if model not in models:
+            raise ModelNotFoundError(f"model {model!r}: unknown", model=model, status="404")
+        return models[model]
+
+    def infer(self: Any, inputs: Any, outputs: Any = None, class_count: int = 0) -> Any:
+        ((_, batch),) = inputs.items()
+        calls.append(self.model)
+        return {outputs[0]: np.array([[b"0.9:1:dog"]] * len(batch), dtype=object)}
+
+    async def async_info(self: Any) -> ModelInfo:
+        return info(self.model)
+
+    async def async_infer(self: Any, inputs: Any, outputs: Any = None, class_count: int = 0) -> Any:
+        return infer(self, inputs, outputs, class_count)
+
+    monkeypatch.setattr(ModelClient, "info", property(lambda self: info(self.model)))
+    monkeypatch.setattr(ModelClient, "infer", infer)
+    monkeypatch.setattr(AsyncModelClient, "info", async_info)
+    monkeypatch.setattr(AsyncModelClient, "infer", async_infer)
+    return fake
+
+
+def test_image_classifier_sends_encoded_to_ensemble_and_arrays_to_model_when_model_takes_tensors(
+    served: Served,
+) -> None:
+    with ImageClassifier("tiny_cls", f"127.0.0.1:{free_port()}") as classifier:
+        encoded = classifier.classify([b"png"], top_k=1)
+        tensors = classifier.classify([np.zeros((3, 4, 4), np.float32)], top_k=1)
+    assert served.calls == ["tiny_cls_image", "tiny_cls"]
+    assert encoded == tensors == [[Classification("dog", 0.9, 1)]]
+
+
+def test_async_image_classifier_sends_encoded_to_ensemble_when_model_takes_tensors(
+    served: Served,
+) -> None:
+    async def classify() -> list[list[Classification]]:
+        async with AsyncImageClassifier("tiny_cls", f"127.0.0.1:{free_port()}") as classifier:
+            return await classifier.classify([b"png", b"jpeg"], top_k=1)
+
+    assert len(asyncio.run(classify())) == 2
+    assert served.calls == ["tiny_cls_image"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_image_classifiers_raise_not_found_naming_ensemble_when_image_companion_is_missing(
+    served: Served, asynchronous: bool
+) -> None:
+    del served.models["tiny_cls_image"]
+    url = f"127.0.0.1:{free_port()}"
+
+    async def classify_async() -> None:
+        async with AsyncImageClassifier("tiny_cls", url) as classifier:
+            await classifier.classify([b"png"])
+
+    with pytest.raises(ModelNotFoundError, match="no image ensemble 'tiny_cls_image'") as caught:
+        if asynchronous:
+            asyncio.run(classify_async())
+        else:
+            with ImageClassifier("tiny_cls", url) as classifier:
+                classifier.classify([b"png"])
+    assert caught.value.model == "tiny_cls_image"
+    assert served.calls == []

@@ -27,14 +27,13 @@ from maas.clients import (
     TextEmbedder,
 )
 from maas.clients.core import Array
+from maas.clients.routing import TEXT_COMPANION
 from maas.clients.text import (
     embedding_dim,
     embedding_output,
     encode_texts,
     join_embeddings,
-    missing_text_ensemble_error,
     parse_embeddings,
-    text_ensemble_name,
 )
 from maas.conventions import TEXT_ENSEMBLE_SUFFIX
 
@@ -191,8 +190,8 @@ def test_encode_texts_gives_empty_batch_when_list_is_empty() -> None:
 # --- names, outputs and parsing ----------------------------------------------------------------
 
 
-def test_text_ensemble_name_appends_text_suffix_when_naming_companion() -> None:
-    assert (TEXT_ENSEMBLE_SUFFIX, text_ensemble_name("minilm")) == ("_text", "minilm_text")
+def test_text_companion_name_appends_text_suffix_when_naming_companion() -> None:
+    assert (TEXT_ENSEMBLE_SUFFIX, TEXT_COMPANION.name("minilm")) == ("_text", "minilm_text")
 
 
 def test_embedding_output_prefers_embeddings_when_model_has_several_outputs() -> None:
@@ -229,9 +228,9 @@ def test_join_embeddings_gives_empty_float32_of_declared_dim_when_no_parts() -> 
     assert (joined.shape, joined.dtype) == ((0, 4), np.dtype(np.float32))
 
 
-def test_missing_text_ensemble_error_names_token_inputs_and_ensemble_when_built() -> None:
+def test_text_companion_missing_error_names_token_inputs_and_ensemble_when_built() -> None:
     cause = ModelNotFoundError("model 'enc_text': unknown", model="enc_text", status="404")
-    error = missing_text_ensemble_error("enc", ENCODER, cause)
+    error = TEXT_COMPANION.missing_error("enc", ENCODER, cause)
     assert "model 'enc' takes token ids (input_ids (INT64 [-1, -1]), attention_mask" in str(error)
     assert "no text ensemble 'enc_text'" in str(error)
     assert (error.model, error.status) == ("enc_text", "404")
