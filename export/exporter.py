@@ -1,4 +1,4 @@
-"""The one generic exporter: spec → torch → ONNX → verification → repository entry."""
+"""The one generic exporter: spec → torch → ONNX → verification → targets → repository entry."""
 
 from __future__ import annotations
 
@@ -6,20 +6,22 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maas.errors import VerificationError
+from maas.errors import ExportError, VerificationError
 
 from . import manifest, triton_config
 from .onnx_export import export_onnx
 from .repository import ModelRepository
+from .selection import MEASURE_SECONDS, Candidate, choose, evaluate
 from .spec import BuiltModel, ModelSpec
+from .targets import TARGETS, Target, get_target
 from .triton_config import ONNX_FILE, PYTHON_FILE
-from .verify import VerificationReport, onnxruntime_runner, torch_runner, verify
+from .verify import VerificationReport, onnxruntime_runner, run_batched, torch_runner, verify
 
 log = logging.getLogger("maas.export")
 
@@ -30,10 +32,12 @@ class ExportResult:
 
     spec: ModelSpec
     built: BuiltModel
-    report: VerificationReport
+    report: VerificationReport  # the fp32 ONNX file against torch
+    target: Target  # what is served
+    candidates: list[Candidate]  # every target tried, with its verdict and speed
     artifact: Path
     sha256: str
-    models: tuple[str, ...]  # every repository entry written: classifier, preprocess, ensemble
+    models: tuple[str, ...]  # every repository entry written: model, preprocess, ensemble
 
 
 @contextmanager
@@ -45,36 +49,97 @@ def step(model: str, what: str) -> Iterator[None]:
     log.info("%s: %s done in %.1f s", model, what, time.perf_counter() - started)
 
 
-def export_model(spec: ModelSpec, repository: ModelRepository, version: int = 1) -> ExportResult:
-    """Build, convert and verify one model, then write it into the repository.
+def export_model(
+    spec: ModelSpec,
+    repository: ModelRepository,
+    version: int = 1,
+    targets: Sequence[str] | None = None,
+) -> ExportResult:
+    """Build, convert and verify one model, pick its fastest verified target, write it.
 
-    Nothing is written to the repository unless every check passes.
+    targets: names from the target registry to try (default: all; one name forces it).
+    Nothing is written to the repository unless the chosen artifact passed every check.
     """
+    tried = targets_to_try(repository, spec.name, version, targets)
     with step(spec.name, "building the torch model"):
         built = spec.build()
     check_accuracy(spec, built)
     with tempfile.TemporaryDirectory(prefix=f"maas-export-{spec.name}-") as scratch:
-        candidate = Path(scratch) / ONNX_FILE
-        with step(spec.name, f"exporting ONNX (opset {spec.opset})"):
-            export_onnx(spec, built.module, built.eval_inputs, candidate)
-        with step(spec.name, f"verifying ONNX Runtime against torch on {built.eval_count} inputs"):
-            report = verify(
-                spec,
-                torch_runner(spec, built.module),
-                onnxruntime_runner(str(candidate)),
-                built.eval_inputs,
-            )
-        artifact = repository.version_dir(spec.name, version) / ONNX_FILE
-        artifact.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(candidate), artifact)
-    models = write_entries(spec, built, repository)
+        report, candidates = build_candidates(spec, built, tried, Path(scratch))
+        chosen = choose(candidates)
+        if chosen is None:
+            raise ExportError(f"{spec.name}: no target passed: {rejections(candidates)}")
+        log.info(
+            "%s: serving %s (%.1f samples/s at best)", spec.name, chosen.target.name, chosen.best
+        )
+        artifact = install_artifact(repository, spec.name, version, chosen)
+    models = write_entries(spec, built, repository, chosen.target)
     digest = manifest.sha256_of(artifact)
-    manifest.record_model(
-        repository.manifest_path,
-        spec.name,
-        manifest_entry(spec, built, report, artifact, digest, version, repository),
-    )
-    return ExportResult(spec, built, report, artifact, digest, models)
+    entry = manifest_entry(spec, built, report, chosen, candidates, artifact, digest, repository)
+    manifest.record_version(repository.manifest_path, spec.name, version, entry)
+    return ExportResult(spec, built, report, chosen.target, candidates, artifact, digest, models)
+
+
+def build_candidates(
+    spec: ModelSpec,
+    built: BuiltModel,
+    targets: Sequence[Target],
+    scratch: Path,
+    seconds: float = MEASURE_SECONDS,
+) -> tuple[VerificationReport, list[Candidate]]:
+    """Export and verify fp32 ONNX, then build, gate and time every target from it."""
+    onnx = scratch / ONNX_FILE
+    with step(spec.name, f"exporting ONNX (opset {spec.opset})"):
+        export_onnx(spec, built.module, built.eval_inputs, onnx)
+    reference = torch_runner(spec, built.module)
+    with step(spec.name, f"verifying ONNX Runtime against torch on {built.eval_count} inputs"):
+        report = verify(spec, reference, onnxruntime_runner(str(onnx)), built.eval_inputs)
+    expected = run_batched(reference, built.eval_inputs)
+    candidates = []
+    for target in targets:
+        with step(spec.name, f"building, gating and timing {target.name}"):
+            candidates.append(evaluate(spec, target, built, onnx, expected, scratch, seconds))
+    return report, candidates
+
+
+def targets_to_try(
+    repository: ModelRepository, name: str, version: int, requested: Sequence[str] | None
+) -> list[Target]:
+    """Requested targets; a model's other versions pin its target (one config, one backend)."""
+    chosen = [get_target(t) for t in requested] if requested else list(TARGETS.values())
+    others = [v for v in existing_versions(repository, name) if v != version]
+    if not others:
+        return chosen
+    pinned = repository.read_config(name).parameters["maas_target"].string_value
+    if requested and any(t.name != pinned for t in chosen):
+        raise ExportError(
+            f"{name}: versions {others} are served with {pinned}; every version of a model "
+            f"shares one config and backend, so version {version} must use {pinned} too"
+        )
+    return [get_target(pinned)]
+
+
+def existing_versions(repository: ModelRepository, name: str) -> list[int]:
+    """Versions already exported for a model."""
+    if not repository.config_path(name).is_file():
+        return []
+    return repository.versions(name)
+
+
+def rejections(candidates: list[Candidate]) -> str:
+    """Every target's reason, for the error when none passes."""
+    return "; ".join(f"{c.target.name}: {', '.join(c.reasons) or c.status}" for c in candidates)
+
+
+def install_artifact(
+    repository: ModelRepository, name: str, version: int, chosen: Candidate
+) -> Path:
+    """Replace the version folder's files with the chosen target's."""
+    folder = repository.version_dir(name, version)
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(chosen.folder, folder)
+    return folder / chosen.target.artifact
 
 
 def check_accuracy(spec: ModelSpec, built: BuiltModel) -> None:
@@ -90,26 +155,24 @@ def check_accuracy(spec: ModelSpec, built: BuiltModel) -> None:
 
 
 def write_entries(
-    spec: ModelSpec, built: BuiltModel, repository: ModelRepository
+    spec: ModelSpec, built: BuiltModel, repository: ModelRepository, target: Target
 ) -> tuple[str, ...]:
     """Config and labels of the model and, with preprocessing, its preprocess model and ensemble."""
-    repository.write_config(triton_config.model_config(spec))
+    repository.write_config(triton_config.model_config(spec, target))
     if built.labels:
         repository.write_labels(spec.name, built.labels)
     preprocessing = spec.preprocessing
     if preprocessing is None:
         return (spec.name,)
-    preprocess = repository.write_config(
-        triton_config.preprocess_config(spec, preprocessing)
-    ).parent.name
+    config = triton_config.preprocess_config(spec, preprocessing)
+    preprocess = repository.write_config(config).parent.name
     code = repository.version_dir(preprocess, 1) / PYTHON_FILE
     code.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(preprocessing.triton_model, code)
     for filename, source in built.assets.items():
         shutil.copyfile(source, code.parent / filename)
-    ensemble = repository.write_config(
-        triton_config.ensemble_config(spec, preprocessing)
-    ).parent.name
+    config = triton_config.ensemble_config(spec, preprocessing)
+    ensemble = repository.write_config(config).parent.name
     repository.version_dir(ensemble, 1).mkdir(parents=True, exist_ok=True)
     if built.labels:
         repository.write_labels(ensemble, built.labels)
@@ -120,32 +183,30 @@ def manifest_entry(
     spec: ModelSpec,
     built: BuiltModel,
     report: VerificationReport,
+    chosen: Candidate,
+    candidates: list[Candidate],
     artifact: Path,
     digest: str,
-    version: int,
     repository: ModelRepository,
 ) -> dict[str, Any]:
-    """The manifest's record of one exported model."""
+    """The manifest's record of one exported version."""
     return {
         "description": spec.description,
         "weights": spec.weights,
         "source": built.source,
-        "versions": {
-            str(version): {
-                "artifact": artifact.relative_to(repository.root).as_posix(),
-                "format": "onnx",
-                "opset": spec.opset,
-                "sha256": digest,
-                "bytes": artifact.stat().st_size,
-                "metrics": built.metrics,
-                "verification": {
-                    "reference": "torch eager fp32",
-                    "runtime": "onnxruntime CPUExecutionProvider",
-                    "atol": spec.tolerance.atol,
-                    "rtol": spec.tolerance.rtol,
-                    **report.as_dict(),
-                },
-                "libraries": manifest.library_versions(),
-            }
+        "metrics": built.metrics,
+        "target": chosen.target.name,
+        "artifact": artifact.relative_to(repository.root).as_posix(),
+        "sha256": digest,
+        "bytes": artifact.stat().st_size,
+        "opset": spec.opset,
+        "onnx_verification": {
+            "reference": "torch eager fp32",
+            "runtime": "onnxruntime CPUExecutionProvider fp32",
+            "atol": spec.tolerance.atol,
+            "rtol": spec.tolerance.rtol,
+            **report.as_dict(),
         },
+        "targets": {candidate.target.name: candidate.as_dict() for candidate in candidates},
+        "libraries": manifest.library_versions(),
     }

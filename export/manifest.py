@@ -17,7 +17,7 @@ RECORDED_PACKAGES = (
     "scikit-learn",
     "numpy",
 )
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 
 
 def sha256_of(path: Path) -> str:
@@ -48,9 +48,11 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def record_model(path: Path, name: str, entry: dict[str, Any]) -> None:
-    """Replace one model's entry and write the manifest with stable key order."""
-    manifest = load(path)
-    manifest.setdefault("models", {})[name] = entry
+def record_version(path: Path, name: str, version: int, entry: dict[str, Any]) -> None:
+    """Replace one version's entry of a model and write the manifest with stable key order."""
+    data = load(path)
+    data.setdefault("models", {}).setdefault(name, {}).setdefault("versions", {})[str(version)] = (
+        entry
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -52,6 +52,11 @@ class ModelRepository:
             int(path.name) for path in model.iterdir() if path.is_dir() and path.name.isdigit()
         )
 
+    def has_artifacts(self, name: str, version: int) -> bool:
+        """Whether a model's config and a non-empty version folder exist."""
+        folder = self.version_dir(name, version)
+        return self.config_path(name).is_file() and folder.is_dir() and any(folder.iterdir())
+
     def write_config(self, config: ModelConfig) -> Path:
         """Write config.pbtxt for config.name."""
         path = self.config_path(config.name)

@@ -102,6 +102,10 @@ class Tolerance:
     rtol: float
     min_top1_agreement: float = 1.0  # classification outputs
     min_cosine: float = 0.9999  # embedding outputs
+    # Accuracy gates for reduced-precision artifacts (bf16, int8, fp16), against fp32:
+    reduced_min_top1_agreement: float = 0.99
+    reduced_max_accuracy_drop: float = 0.005  # held-out accuracy, where the data has labels
+    reduced_min_cosine: float = 0.999
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,14 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .spec import Batching, ModelSpec, Preprocessing, TensorSpec
+from .targets import Target
 
 ModelConfig = mc.ModelConfig
 LABELS_FILE = "labels.txt"
 ONNX_FILE = "model.onnx"
 PYTHON_FILE = "model.py"
+# What each native backend loads when config names no default_model_filename.
+DEFAULT_ARTIFACTS = {"onnxruntime": "model.onnx", "openvino": "model.xml", "tensorrt": "model.plan"}
 
 _DATA_TYPES = {
     "float32": mc.TYPE_FP32,
@@ -64,13 +67,20 @@ def apply_batching(config: mc.ModelConfig, batching: Batching) -> None:
     )
 
 
-def model_config(spec: ModelSpec) -> mc.ModelConfig:
-    """The ONNX Runtime model itself."""
-    config = mc.ModelConfig(name=spec.name, platform="onnxruntime_onnx", backend="onnxruntime")
+def model_config(spec: ModelSpec, target: Target) -> mc.ModelConfig:
+    """The model itself, for the target's native Triton backend; every version is served."""
+    config = mc.ModelConfig(name=spec.name, platform=target.platform, backend=target.backend)
+    if target.artifact != DEFAULT_ARTIFACTS.get(target.backend):
+        config.default_model_filename = target.artifact
     config.input.extend(model_input(tensor) for tensor in spec.inputs)
     labelled = spec.classification_output is not None
     config.output.extend(model_output(output, labels=labelled) for output in spec.outputs)
     apply_batching(config, spec.batching)
+    config.version_policy.all.SetInParent()  # clients pin versions; unpinned gets the newest
+    for key, value in target.parameters.items():
+        config.parameters[key].string_value = value
+    config.parameters["maas_target"].string_value = target.name
+    config.parameters["precision"].string_value = target.precision
     if spec.padding_mask is not None:
         # Lets a runtime that pads variable-length requests count real tokens (ignored natively).
         config.parameters["padding_mask"].string_value = spec.padding_mask

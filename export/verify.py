@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from maas.errors import VerificationError
+from maas.runtimes import load_runner
 
 from .spec import Inputs, ModelSpec
 
@@ -67,15 +69,7 @@ def torch_runner(spec: ModelSpec, module: torch.nn.Module) -> Runner:
 
 def onnxruntime_runner(path: str) -> Runner:
     """Run an ONNX file on ONNX Runtime's CPU provider."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    names = [output.name for output in session.get_outputs()]
-
-    def run(batch: Inputs) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, batch), strict=True))
-
-    return run
+    return load_runner("onnxruntime", Path(path)).infer
 
 
 def run_batched(runner: Runner, inputs: Inputs, batch: int = VERIFY_BATCH) -> dict[str, np.ndarray]:
@@ -91,9 +85,14 @@ def run_batched(runner: Runner, inputs: Inputs, batch: int = VERIFY_BATCH) -> di
 def compare(
     spec: ModelSpec, reference: Runner, candidate: Runner, inputs: Inputs
 ) -> VerificationReport:
-    """Compare candidate to reference on inputs; the report lists every failure."""
-    expected = run_batched(reference, inputs)
-    actual = run_batched(candidate, inputs)
+    """Run both on inputs and compare; the report lists every failure."""
+    return compare_outputs(spec, run_batched(reference, inputs), run_batched(candidate, inputs))
+
+
+def compare_outputs(
+    spec: ModelSpec, expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]
+) -> VerificationReport:
+    """Per-output tolerances plus the task measure (top-1 agreement or cosine)."""
     failures: list[str] = []
     comparisons = []
     for output in spec.outputs:
@@ -118,7 +117,7 @@ def compare(
         cosine = min_cosine(expected, actual, spec.embedding_output)
         if cosine < spec.tolerance.min_cosine:
             failures.append(f"min cosine {cosine:.6f} < required {spec.tolerance.min_cosine:.6f}")
-    count = len(next(iter(inputs.values())))
+    count = len(next(iter(expected.values())))
     return VerificationReport(tuple(comparisons), agreement, cosine, count, tuple(failures))
 
 
@@ -150,13 +149,18 @@ def compare_output(
     )
 
 
+def comparable(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], output: str) -> bool:
+    """Whether both runners produced output with the same shape."""
+    return (
+        output in expected and output in actual and expected[output].shape == actual[output].shape
+    )
+
+
 def top1_agreement(
     expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], output: str
 ) -> float:
     """Share of samples where both runners pick the same top class."""
-    if output not in expected or output not in actual:
-        return 0.0
-    if expected[output].shape != actual[output].shape:
+    if not comparable(expected, actual, output):
         return 0.0
     return float(np.mean(expected[output].argmax(axis=-1) == actual[output].argmax(axis=-1)))
 
@@ -173,8 +177,6 @@ def min_cosine(
     expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], output: str
 ) -> float:
     """The worst row-wise cosine similarity of an embedding output."""
-    if output not in expected or output not in actual:
-        return 0.0
-    if expected[output].shape != actual[output].shape:
+    if not comparable(expected, actual, output):
         return 0.0
     return float(cosine_similarities(expected[output], actual[output]).min(initial=1.0))

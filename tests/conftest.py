@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,8 @@ from maas.server.embedded import free_port
 from tests.tiny_bert import make_tiny_bert
 
 STARTUP_TIMEOUT_S = 180
+VERSIONED_MODEL = "tiny_versions"
+VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,20 @@ def tiny_bert_specs(folder: Path) -> list[ModelSpec]:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     repository = ModelRepository(tmp_path_factory.mktemp("model_repository"))
-    specs = [get_spec(name) for name in model_names()]
-    specs += tiny_bert_specs(tmp_path_factory.mktemp("hf"))
-    results = {spec.name: export_model(spec, repository) for spec in specs}
+    results = {name: export_model(get_spec(name), repository) for name in model_names()}
+    # Random tiny BERTs give near-uniform scores that reduced precision may reorder: keep fp32.
+    for spec in tiny_bert_specs(tmp_path_factory.mktemp("hf")):
+        results[spec.name] = export_model(spec, repository, targets=["onnxruntime-fp32"])
+    # Two versions of one model, from differently seeded folders: each must answer for itself.
+    for version in VERSIONS:
+        folder = make_tiny_bert(
+            tmp_path_factory.mktemp(f"v{version}"), "feature-extraction", version
+        )
+        spec = hf_text_spec(folder, "feature-extraction", VERSIONED_MODEL)
+        results[f"{VERSIONED_MODEL}@{version}"] = export_model(spec, repository, version=version)
+    # The fp32 path, forced, for comparisons that reduced precision is not meant to pass.
+    fp32 = replace(get_spec("minilm"), name="minilm_fp32")
+    results[fp32.name] = export_model(fp32, repository, targets=["onnxruntime-fp32"])
     return Exported(repository, results)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a virtual environment with the project and its dev tools, then run every check:
-# ruff (lint + format), mypy (strict) and pytest (unit tests, then integration tests that
-# export real models and start a real tritonserver on free ports).
+# ruff (lint + format), mypy (strict), pytest (unit tests, then integration tests that
+# export real models and start a real tritonserver on free ports), and a reproducibility
+# check of the committed model repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,5 @@ mypy -p maas
 mypy tests
 echo "== pytest"
 python -m pytest -ra "$@"
+echo "== maas export --check (re-export and compare with the committed repository)"
+maas export --check

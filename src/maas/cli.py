@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from maas.errors import MaasError, ServerError
+from maas.errors import ExportError, MaasError, ServerError
 
 if TYPE_CHECKING:
     from maas.clients import Classification
     from maas.clients.core import Protocol
-    from maas.export import ExportResult
+    from maas.export import ExportResult, ModelRepository
 
 app = typer.Typer(
     help="Model as a service on Triton: export models, serve them, call and benchmark them.",
@@ -80,8 +80,27 @@ def describe_export(result: ExportResult) -> str:
         f"{o.name} max abs {o.max_abs_error:.2e} / rel {o.max_rel_error:.2e}"
         for o in report.outputs
     ]
-    where = f"{result.spec.name}: {result.artifact} verified on {report.samples} inputs"
-    return f"{where} ({'; '.join(measures)})"
+    where = f"{result.spec.name}: ONNX verified on {report.samples} inputs"
+    lines = [f"{where} ({'; '.join(measures)})"]
+    for candidate in result.candidates:
+        speed = ", ".join(f"b{t.batch} {t.samples_per_s:.1f}/s" for t in candidate.throughput)
+        verdict = speed if candidate.status == "accepted" else "; ".join(candidate.reasons)
+        chosen = "→ served" if candidate.target == result.target else "        "
+        lines.append(f"  {chosen} {candidate.target.name:17} {candidate.status:8} {verdict}")
+    lines.append(f"  artifact {result.artifact}")
+    return "\n".join(lines)
+
+
+def check_exports(repository: ModelRepository, models: list[str] | None) -> None:
+    """Print one verdict per model version; exit 1 if any differs beyond tolerance."""
+    from maas.export.reproduce import check_reproducible
+
+    results = check_reproducible(repository, models or None)
+    for result in results:
+        notes = f": {'; '.join(result.notes)}" if result.notes else ""
+        typer.echo(f"{result.model} v{result.version}: {result.verdict}{notes}")
+    if not all(result.ok for result in results):
+        raise ExportError("the re-export differs from the committed repository (see above)")
 
 
 @app.command("export")
@@ -104,6 +123,13 @@ def export_command(
     truncation: Annotated[
         bool, typer.Option(help="With --hf: cut texts over the maximum length (else reject).")
     ] = True,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(help="Only try these targets (repeatable); one forces it [default: all]."),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Re-export into a scratch folder and compare.")
+    ] = False,
 ) -> None:
     """Export models to ONNX, verify them against their source and write the repository."""
     from maas.export import ModelRepository, export_model, get_spec, model_names
@@ -116,15 +142,18 @@ def export_command(
                 typer.echo(f"{registered:14} {spec.description}; weights: {spec.weights}")
             return
         setup_logging()
+        if check:
+            check_exports(ModelRepository(repository), models)
+            return
         if hf is not None:
             if models or name is None:
                 raise typer.BadParameter("--hf exports one folder: give --name and no model names")
             specs = [hf_text_spec(hf, text_task(task), name, truncation=truncation)]
         else:
             specs = [get_spec(registered) for registered in (models or model_names())]
-        target = ModelRepository(repository)
+        repo = ModelRepository(repository)
         for spec in specs:
-            typer.echo(describe_export(export_model(spec, target, version=version)))
+            typer.echo(describe_export(export_model(spec, repo, version=version, targets=target)))
 
 
 @app.command("serve")
@@ -304,6 +333,35 @@ def bench_padding_command(
             f"--copies {copies}`; all rows from one run."
         )
         typer.echo(f"report  {write_report(results, output, header)}")
+
+
+@app.command("bench-targets")
+def bench_targets_command(
+    models: Annotated[
+        list[str] | None, typer.Argument(help="Registered models [default: all].")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Measured seconds per batch size.")] = 2.0,
+    output: Annotated[Path, typer.Option(help="Folder for targets.md and targets.json.")] = Path(
+        "results"
+    ),
+) -> None:
+    """In-process throughput of every export target at batch 1 and the best batch."""
+    from maas.benchmarks.targets import bench_targets, render_table, write_report
+    from maas.doctor import cpu_check
+    from maas.export import model_names
+
+    setup_logging()
+    with user_errors():
+        names = models or model_names()
+        rows = bench_targets(names, seconds)
+        typer.echo(render_table(rows))
+        header = (
+            "# Export targets, in-process throughput (samples/s)\n\n"
+            f"Machine: {cpu_check().detail}; {os.cpu_count()} cores; "
+            f"`maas bench-targets --seconds {seconds}`; medians of per-call times, all rows from "
+            "one run, inputs are each model's real evaluation data."
+        )
+        typer.echo(f"report  {write_report(rows, output, header)}")
 
 
 @app.command("doctor")

@@ -20,12 +20,8 @@ BENCH_CONCURRENCY = 4
 
 
 def missing_artifacts(repository: ModelRepository) -> list[str]:
-    """Registered models whose ONNX artifact is not in the repository yet."""
-    return [
-        name
-        for name in model_names()
-        if not (repository.version_dir(name, 1) / "model.onnx").is_file()
-    ]
+    """Registered models with no exported artifact in the repository yet."""
+    return [name for name in model_names() if not repository.has_artifacts(name, 1)]
 
 
 def ranked(labels: list[Classification]) -> str:

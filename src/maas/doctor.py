@@ -99,6 +99,16 @@ def tensorrt_check() -> Check:
     return Check("tensorrt", True, str(getattr(module, "__version__", "unknown version")))
 
 
+def targets_check() -> Check:
+    """Which export targets can be built here."""
+    from maas.export.targets import TARGETS
+
+    usable = [name for name, target in TARGETS.items() if target.unavailable() is None]
+    skipped = [name for name, target in TARGETS.items() if target.unavailable() is not None]
+    detail = ", ".join(usable) + (f" (skipped here: {', '.join(skipped)})" if skipped else "")
+    return Check("export targets", bool(usable), detail)
+
+
 def run_checks() -> list[Check]:
     """Every check, in report order."""
     return [
@@ -111,4 +121,5 @@ def run_checks() -> list[Check]:
         cpu_check(),
         gpu_check(),
         tensorrt_check(),
+        targets_check(),
     ]

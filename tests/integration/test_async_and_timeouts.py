@@ -73,15 +73,16 @@ def test_async_model_client_raises_not_found_for_unknown_model(
 def test_client_raises_timeout_when_the_deadline_is_shorter_than_the_work(
     server: RunningServer, exported: Exported, protocol: Protocol
 ) -> None:
-    photos = exported.results["resnet50"].built.eval_inputs["pixel_values"][
-        :8
-    ]  # about a second on two cores
+    # 32 texts of 256 tokens through fp32 ONNX Runtime: a second or more on two cores.
+    inputs = exported.results["minilm_fp32"].built.eval_inputs
+    row = int(inputs["attention_mask"].sum(axis=1).argmax())
+    longest = {name: np.repeat(array[row : row + 1], 32, axis=0) for name, array in inputs.items()}
     url = server.url(protocol)
     with (
-        ModelClient("resnet50", url=url, protocol=protocol, timeout_s=0.1) as client,
-        pytest.raises(InferenceTimeoutError, match="resnet50"),
+        ModelClient("minilm_fp32", url=url, protocol=protocol, timeout_s=0.1) as client,
+        pytest.raises(InferenceTimeoutError, match="minilm_fp32"),
     ):
-        client.infer({"pixel_values": photos})
+        client.infer(longest)
     assert server.is_ready()
 
 

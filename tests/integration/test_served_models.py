@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,35 +12,53 @@ from PIL import Image
 
 from maas.clients import ImageClassifier, ModelClient, Protocol
 from maas.export import get_spec, model_names
+from maas.export.selection import gate
 from maas.export.verify import torch_runner
+from maas.runtimes import RuntimeOptions, load_runner
 from maas.samples import write_held_out_digits, write_photos
 from tests.conftest import Exported, RunningServer
 from tests.integration.expectations import SERVED_MODEL_EXPECTATIONS
 
 
-def torch_reference(
-    exported: Exported, name: str, batch: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    return torch_runner(get_spec(name), exported.results[name].built.module)(batch)
+def first_rows(exported: Exported, name: str, count: int) -> dict[str, np.ndarray]:
+    inputs = exported.results[name].built.eval_inputs
+    return {input_name: array[:count] for input_name, array in inputs.items()}
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])
 @pytest.mark.parametrize("name", model_names())
-def test_served_outputs_match_torch_reference(
+def test_served_outputs_match_the_same_artifact_run_in_process(
     name: str, batch_size: int, protocol: Protocol, server: RunningServer, exported: Exported
 ) -> None:
-    expectation = SERVED_MODEL_EXPECTATIONS[name]
-    inputs = exported.results[name].built.eval_inputs
-    batch = {input_name: array[:batch_size] for input_name, array in inputs.items()}
-    expected = torch_reference(exported, name, batch)
+    result = exported.results[name]
+    batch = first_rows(exported, name, batch_size)
+    runner = load_runner(
+        result.target.runtime, result.artifact, RuntimeOptions(result.target.precision)
+    )
+    expected = runner.infer(batch)
     with ModelClient(name, url=server.url(protocol), protocol=protocol) as client:
         served = client.infer(batch)
     assert set(served) == set(expected)
+    tolerance = SERVED_MODEL_EXPECTATIONS[name]
     for output, reference in expected.items():
         assert served[output].shape == (batch_size, *reference.shape[1:])
         np.testing.assert_allclose(
-            served[output], reference, atol=expectation.atol, rtol=expectation.rtol
+            served[output], reference, atol=tolerance.atol, rtol=tolerance.rtol
         )
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_served_outputs_pass_the_served_targets_gate_against_torch(
+    name: str, protocol: Protocol, server: RunningServer, exported: Exported
+) -> None:
+    result = exported.results[name]
+    batch = first_rows(exported, name, 16)
+    expected = torch_runner(result.spec, result.built.module)(batch)
+    with ModelClient(name, url=server.url(protocol), protocol=protocol) as client:
+        served = client.infer(batch)
+    built = replace(result.built, eval_targets=None)  # accuracy needs the whole held-out set
+    failures, _ = gate(result.spec, result.target, built, expected, served)
+    assert failures == []
 
 
 def test_model_metadata_reports_declared_inputs(server: RunningServer, protocol: Protocol) -> None:

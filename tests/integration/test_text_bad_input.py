@@ -20,7 +20,8 @@ INVALID = {"http": "400", "grpc": "StatusCode.INVALID_ARGUMENT"}
 
 @pytest.fixture
 def embedder(server: RunningServer, protocol: Protocol) -> Any:
-    with TextEmbedder("minilm", url=server.url(protocol), protocol=protocol) as client:
+    # The fp32 path, so results compare exactly; tokenizer and ensemble are the same for all.
+    with TextEmbedder("minilm_fp32", url=server.url(protocol), protocol=protocol) as client:
         yield client
     assert server.is_ready(), "the server must stay ready after bad input"
 
@@ -75,7 +76,7 @@ def test_server_rejects_wrong_dtype_for_text_input(
     tensor.set_data_from_numpy(np.zeros((1, 1), np.float32))
     try:
         with pytest.raises(InferenceServerException) as error:
-            client.infer("minilm_text", [tensor])
+            client.infer("minilm_fp32_text", [tensor])
     finally:
         client.close()
     assert error.value.status() == INVALID[protocol]

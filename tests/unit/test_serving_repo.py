@@ -9,6 +9,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from maas.errors import RepositoryError, ServerError
 from maas.export import ModelRepository, get_spec
 from maas.export import triton_config as tc
+from maas.export.targets import TARGETS
 from maas.server.serving_repo import build_serving_repository
 
 
@@ -17,7 +18,7 @@ def canonical_repository(root: Path) -> ModelRepository:
     spec = get_spec("digits_cnn")
     assert spec.preprocessing is not None
     repository = ModelRepository(root)
-    repository.write_config(tc.model_config(spec))
+    repository.write_config(tc.model_config(spec, TARGETS["onnxruntime-fp32"]))
     repository.write_labels(spec.name, [str(i) for i in range(10)])
     repository.version_dir(spec.name, 1).mkdir(parents=True)
     (repository.version_dir(spec.name, 1) / "model.onnx").write_bytes(b"onnx bytes")
@@ -47,6 +48,8 @@ def test_adapter_keeps_name_io_batching_and_instances_when_backend_is_missing(
     }
     assert adapted.backend == "python" and adapted.platform == ""
     assert adapted.parameters["artifact"].string_value == "model.onnx"
+    assert adapted.parameters["runtime"].string_value == "onnxruntime"
+    assert adapted.parameters["padding_strategy"].string_value == "buckets"
     for field in (
         "name",
         "input",
@@ -73,8 +76,8 @@ def test_canonical_repository_is_unchanged_when_serving_repository_is_built(tmp_
 
 def test_serving_refuses_with_advice_when_a_backend_has_no_adapter(tmp_path: Path) -> None:
     canonical = canonical_repository(tmp_path / "canonical")
-    canonical.write_config(mc.ModelConfig(name="plan", platform="tensorrt_plan", max_batch_size=4))
-    with pytest.raises(ServerError, match=r"needs the tensorrt backend.*NVIDIA's Triton container"):
+    canonical.write_config(mc.ModelConfig(name="ts", platform="pytorch_libtorch", max_batch_size=4))
+    with pytest.raises(ServerError, match=r"needs the pytorch backend.*NVIDIA's Triton container"):
         build_serving_repository(canonical, tmp_path / "served")
 
 

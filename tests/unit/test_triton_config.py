@@ -8,13 +8,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 from maas.errors import RepositoryError
 from maas.export import ModelRepository, get_spec, model_names
 from maas.export import triton_config as tc
+from maas.export.targets import TARGETS, Target
 
 
 @pytest.mark.parametrize("name", model_names())
 def test_model_config_round_trips_through_the_proto(name: str, tmp_path: Path) -> None:
     spec = get_spec(name)
     repository = ModelRepository(tmp_path)
-    written = tc.model_config(spec)
+    written = tc.model_config(spec, TARGETS["onnxruntime-fp32"])
     repository.write_config(written)
     parsed = repository.read_config(name)
     assert parsed == written
@@ -34,12 +35,12 @@ def test_model_config_round_trips_through_the_proto(name: str, tmp_path: Path) -
 
 @pytest.mark.parametrize("name", ["digits_cnn", "resnet50"])
 def test_image_model_declares_nchw_input(name: str) -> None:
-    (model_input,) = tc.model_config(get_spec(name)).input
+    (model_input,) = tc.model_config(get_spec(name), TARGETS["openvino-bf16"]).input
     assert model_input.format == mc.ModelInput.FORMAT_NCHW
 
 
 def test_text_model_declares_dynamic_sequence_and_padding_mask() -> None:
-    config = tc.model_config(get_spec("minilm"))
+    config = tc.model_config(get_spec("minilm"), TARGETS["openvino-bf16"])
     assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
         ("input_ids", mc.TYPE_INT64, [-1]),
         ("attention_mask", mc.TYPE_INT64, [-1]),
@@ -99,3 +100,18 @@ def test_read_config_raises_repository_error_when_config_is_malformed(tmp_path: 
 def test_labels_file_has_one_label_per_class_line(tmp_path: Path) -> None:
     path = ModelRepository(tmp_path).write_labels("m", ["zero", "one", "two"])
     assert path.read_text().splitlines() == ["zero", "one", "two"]
+
+
+@pytest.mark.parametrize("target", list(TARGETS.values()), ids=list(TARGETS))
+def test_model_config_names_the_targets_native_backend_and_file(target: Target) -> None:
+    config = tc.model_config(get_spec("resnet50"), target)
+    assert config.backend == target.backend
+    assert config.platform == target.platform
+    assert (
+        config.default_model_filename or tc.DEFAULT_ARTIFACTS[target.backend]
+    ) == target.artifact
+    assert config.parameters["maas_target"].string_value == target.name
+    assert config.parameters["precision"].string_value == target.precision
+    assert config.version_policy.HasField("all")
+    for key, value in target.parameters.items():
+        assert config.parameters[key].string_value == value

@@ -97,7 +97,7 @@ def test_compare_reports_missing_output_when_artifact_lacks_it(tiny_onnx: Path) 
 def test_export_model_writes_nothing_when_the_onnx_graph_is_wrong(tmp_path: Path) -> None:
     repository = ModelRepository(tmp_path)
     with pytest.raises(VerificationError, match="tiny: verification failed"):
-        export_model(tiny_spec(ExportsSomethingElse), repository)
+        export_model(tiny_spec(ExportsSomethingElse), repository, targets=["onnxruntime-fp32"])
     assert not (tmp_path / "tiny").exists()
     assert not repository.manifest_path.exists()
 
@@ -106,8 +106,9 @@ def test_export_model_writes_config_labels_artifact_and_manifest_when_verified(
     tmp_path: Path,
 ) -> None:
     repository = ModelRepository(tmp_path)
-    result = export_model(tiny_spec(), repository)
+    result = export_model(tiny_spec(), repository, targets=["onnxruntime-fp32"])
     assert result.artifact == tmp_path / "tiny" / "1" / "model.onnx"
+    assert result.target.name == "onnxruntime-fp32"
     assert repository.read_config("tiny").name == "tiny"
     assert (tmp_path / "tiny" / "labels.txt").read_text().split() == ["a", "b", "c", "d"]
     assert result.models == ("tiny",)  # no preprocessing: no ensemble

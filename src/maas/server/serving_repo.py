@@ -14,11 +14,12 @@ from pathlib import Path
 from maas.errors import RepositoryError, ServerError
 from maas.export.repository import ModelRepository
 from maas.export.triton_config import ModelConfig
-from maas.triton_models import ONNXRUNTIME_ADAPTER
+from maas.triton_models import RUNTIME_ADAPTER
 
 PYTHON_FILE = "model.py"
 NATIVE = ("python", "ensemble")  # what the bundled server runs itself
-ADAPTERS = {"onnxruntime": (ONNXRUNTIME_ADAPTER, "model.onnx")}  # backend → (adapter, default file)
+# Backends served through the runtime adapter, and the file each loads by default.
+ADAPTED_BACKENDS = {"onnxruntime": "model.onnx", "openvino": "model.xml", "tensorrt": "model.plan"}
 _PLATFORM_BACKENDS = {
     "ensemble": "ensemble",
     "onnxruntime_onnx": "onnxruntime",
@@ -76,14 +77,14 @@ def build_serving_repository(
                 canonical.model_dir(name).resolve(), target_is_directory=True
             )
             served.append(ServedModel(name, backend, "native"))
-        elif backend in ADAPTERS:
+        elif backend in ADAPTED_BACKENDS:
             write_adapter(canonical, ModelRepository(target), config, backend, padding_strategy)
             served.append(ServedModel(name, backend, "python adapter"))
         else:
             raise ServerError(
                 f"model {name!r} needs the {backend} backend, which the embedded server lacks and "
-                f"maas has no adapter for (adapters: {', '.join(ADAPTERS)}); serve this repository "
-                "with NVIDIA's Triton container instead"
+                f"maas has no adapter for (adapters: {', '.join(ADAPTED_BACKENDS)}); serve this "
+                "repository with NVIDIA's Triton container instead"
             )
     return served
 
@@ -96,8 +97,7 @@ def write_adapter(
     padding_strategy: str,
 ) -> None:
     """The adapted config, the adapter code and links to the artifacts, version by version."""
-    adapter, default_file = ADAPTERS[backend]
-    artifact_name = config.default_model_filename or default_file
+    artifact_name = config.default_model_filename or ADAPTED_BACKENDS[backend]
     versions = canonical.versions(config.name)
     if not versions:
         raise RepositoryError(
@@ -109,15 +109,16 @@ def write_adapter(
             raise RepositoryError(f"{artifact} is missing; run `maas export {config.name}`")
         folder = served.version_dir(config.name, version)
         folder.mkdir(parents=True)
-        (folder / artifact_name).symlink_to(artifact.resolve())
-        shutil.copyfile(adapter, folder / PYTHON_FILE)
+        for part in artifact.parent.iterdir():  # model.xml needs its model.bin beside it
+            (folder / part.name).symlink_to(part.resolve())
+        shutil.copyfile(RUNTIME_ADAPTER, folder / PYTHON_FILE)
     adapted = ModelConfig()
     adapted.CopyFrom(config)
     adapted.platform = ""
     adapted.backend = "python"
     adapted.default_model_filename = ""
     adapted.parameters["artifact"].string_value = artifact_name
-    adapted.parameters["adapted_from"].string_value = backend
+    adapted.parameters["runtime"].string_value = backend
     adapted.parameters["padding_strategy"].string_value = padding_strategy
     if "padding_mask" in adapted.parameters:
         # The adapter pads rows itself, so the batcher may group requests of any length;

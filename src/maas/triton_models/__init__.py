@@ -8,5 +8,5 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 IMAGE_PREPROCESS = HERE / "image_preprocess.py"
-ONNXRUNTIME_ADAPTER = HERE / "onnxruntime_adapter.py"
+RUNTIME_ADAPTER = HERE / "runtime_adapter.py"
 TOKENIZER = HERE / "tokenizer.py"

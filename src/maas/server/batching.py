@@ -1,0 +1,72 @@
+"""Length-aware batching for variable-length rows (text), used by the serving adapters.
+
+Pure numpy, so it is tested without a server. Rows are right-padded token sequences; their
+real lengths come from the padding mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+DEFAULT_MAX_WASTE = 0.25  # a bucket may compute at most 25 % more positions than real tokens
+STRATEGIES = ("buckets", "longest")
+
+
+def length_buckets(lengths: list[int], max_waste: float) -> list[list[int]]:
+    """Greedy buckets over rows sorted by length; each computes ≤ (1 + max_waste) × real tokens."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    buckets: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for index in order:
+        length = max(lengths[index], 1)
+        if current and (len(current) + 1) * length > (1 + max_waste) * (real + length):
+            buckets.append(current)
+            current, real = [], 0
+        current.append(index)
+        real += length
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+def group_rows(
+    lengths: list[int] | None, count: int, strategy: str, max_waste: float
+) -> list[list[int]]:
+    """Row indices per runtime call: all rows at once, or buckets of similar length."""
+    if lengths is None or strategy == "longest":
+        return [list(range(count))]
+    return length_buckets(lengths, max_waste)
+
+
+def pad_and_stack(rows: list[np.ndarray]) -> np.ndarray:
+    """Stack rows, right-padding with zeros to the longest along every axis."""
+    shape = tuple(max(sizes) for sizes in zip(*(row.shape for row in rows), strict=True))
+    if all(row.shape == shape for row in rows):
+        return np.stack(rows)
+    stacked = np.zeros((len(rows), *shape), dtype=rows[0].dtype)
+    for position, row in enumerate(rows):
+        stacked[(position, *(slice(0, size) for size in row.shape))] = row
+    return stacked
+
+
+def split_rows(
+    feeds: list[Arrays], padding_mask: str | None
+) -> tuple[dict[str, list[np.ndarray]], list[int] | None]:
+    """Every request's rows by input name, with padding dropped where a mask gives lengths."""
+    names = list(feeds[0])
+    rows = {name: [row for feed in feeds for row in feed[name]] for name in names}
+    if padding_mask is None:
+        return rows, None
+    lengths = [int(row.sum()) for row in rows[padding_mask]]
+    trimmed = {
+        name: [row[:n] for row, n in zip(values, lengths, strict=True)]
+        for name, values in rows.items()
+    }
+    return trimmed, lengths
+
+
+def positions(batch: np.ndarray) -> int:
+    """Positions the runtime computes for a stacked batch."""
+    return int(np.prod(batch.shape))
