@@ -36,7 +36,7 @@ class ExportResult:
     target: Target  # what is served
     candidates: list[Candidate]  # every target tried, with its verdict and speed
     artifact: Path
-    sha256: str
+    sha256: str  # of every file in the version folder
     models: tuple[str, ...]  # every repository entry written: model, preprocess, ensemble
 
 
@@ -74,7 +74,7 @@ def export_model(
         )
         artifact = install_artifact(repository, spec.name, version, chosen)
     models = write_entries(spec, built, repository, chosen.target)
-    digest = manifest.sha256_of(artifact)
+    digest = manifest.folder_sha256(artifact.parent)
     entry = manifest_entry(spec, built, report, chosen, candidates, artifact, digest, repository)
     manifest.record_version(repository.manifest_path, spec.name, version, entry)
     return ExportResult(spec, built, report, chosen.target, candidates, artifact, digest, models)
@@ -197,8 +197,8 @@ def manifest_entry(
         "metrics": built.metrics,
         "target": chosen.target.name,
         "artifact": artifact.relative_to(repository.root).as_posix(),
-        "sha256": digest,
-        "bytes": artifact.stat().st_size,
+        "sha256": digest,  # over every file of the version folder
+        "bytes": sum(path.stat().st_size for path in artifact.parent.iterdir()),
         "opset": spec.opset,
         "onnx_verification": {
             "reference": "torch eager fp32",

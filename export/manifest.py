@@ -29,6 +29,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def folder_sha256(folder: Path) -> str:
+    """One digest over every file of an artifact folder (an IR is model.xml and model.bin)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(sha256_of(path).encode())
+    return digest.hexdigest()
+
+
 def library_versions() -> dict[str, str]:
     """Installed versions of the packages an export depends on."""
     versions = {}

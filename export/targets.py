@@ -17,6 +17,7 @@ import numpy as np
 from maas.errors import ExportError
 from maas.runtimes import RuntimeUnavailableError
 
+from . import openvino_ir
 from .spec import Inputs, ModelSpec
 
 CALIBRATION_SAMPLES = 300
@@ -84,27 +85,17 @@ def quantize_onnx_dynamic(context: BuildContext) -> None:
 
 def convert_openvino(context: BuildContext) -> None:
     """OpenVINO IR in fp32; the precision (f32 or bf16) is chosen when it is compiled."""
-    import openvino as ov
-
-    ov.save_model(
-        ov.convert_model(context.onnx), context.folder / "model.xml", compress_to_fp16=False
-    )
+    openvino_ir.run("convert", str(context.onnx), str(context.folder / "model.xml"))
 
 
 def quantize_openvino(context: BuildContext) -> None:
     """int8 IR by NNCF post-training quantisation, calibrated on the spec's real inputs."""
-    import nncf
-    import openvino as ov
-
-    samples = calibration_items(context.calibration)
-    model_type = None if context.spec.task == "image-classification" else nncf.ModelType.TRANSFORMER
-    quantized = nncf.quantize(
-        ov.convert_model(context.onnx),
-        nncf.Dataset(samples),
-        subset_size=len(samples),
-        model_type=model_type,
+    samples = openvino_ir.save_samples(
+        calibration_items(context.calibration), context.folder.parent / f"{context.folder.name}.npz"
     )
-    ov.save_model(quantized, context.folder / "model.xml", compress_to_fp16=False)
+    kind = [] if context.spec.task == "image-classification" else ["--transformer"]
+    xml = context.folder / "model.xml"
+    openvino_ir.run("quantize", str(context.onnx), str(xml), "--samples", str(samples), *kind)
 
 
 def calibration_items(inputs: Inputs) -> list[dict[str, np.ndarray]]:

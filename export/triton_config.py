@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -9,7 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from .spec import Batching, ModelSpec, Preprocessing, TensorSpec
 from .targets import Target
 
-ModelConfig = mc.ModelConfig
+ModelConfig: TypeAlias = mc.ModelConfig
 LABELS_FILE = "labels.txt"
 ONNX_FILE = "model.onnx"
 PYTHON_FILE = "model.py"
