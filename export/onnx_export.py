@@ -20,6 +20,7 @@ MIN_OPSET = 17
 MAX_EXPORT_BATCH = 1024  # torch.export wants bounds on symbolic dimensions
 MAX_EXPORT_SEQUENCE = 4096
 EXAMPLE_BATCH = 2
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 
 def dynamic_shapes(spec: ModelSpec) -> dict[str, dict[int, torch.export.Dim]]:
@@ -73,4 +74,22 @@ def export_onnx(spec: ModelSpec, module: torch.nn.Module, examples: Inputs, path
         raise ExportError(
             f"{spec.name}: torch.onnx.export failed: {error}\n" + "\n".join(detail)
         ) from error
+    strip_stack_traces(path)
     onnx.checker.check_model(str(path))
+
+
+def strip_stack_traces(path: Path) -> None:
+    """Drop the exporter's per-node Python stack traces.
+
+    They hold absolute source paths, so the same model exported from another checkout would
+    get other bytes; nothing reads them at run time.
+    """
+    model = onnx.load(str(path))
+    nodes = list(model.graph.node) + [
+        node for function in model.functions for node in function.node
+    ]
+    for node in nodes:
+        kept = [prop for prop in node.metadata_props if prop.key != STACK_TRACE_KEY]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    onnx.save(model, str(path))
