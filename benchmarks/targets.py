@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from maas.export.exporter import build_candidates
 from maas.export.registry import get_spec
 from maas.export.selection import Candidate
 from maas.export.targets import TARGETS
+
+from .report import write_pair
 
 BASELINE = "onnxruntime-fp32"
 
@@ -86,8 +87,6 @@ def render_table(rows: Sequence[TargetRow]) -> str:
 
 def write_report(rows: Sequence[TargetRow], folder: Path, header: str) -> Path:
     """targets.md and targets.json in folder; returns the Markdown path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "targets.json").write_text(json.dumps([vars(r) for r in rows], indent=2) + "\n")
-    markdown = folder / "targets.md"
-    markdown.write_text(f"{header}\n\n{render_table(rows)}\n")
-    return markdown
+    return write_pair(
+        folder, "targets", [vars(r) for r in rows], f"{header}\n\n{render_table(rows)}"
+    )

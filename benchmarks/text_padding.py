@@ -8,7 +8,6 @@ length is not a server mode; its waste is computed from the same workload's toke
 
 from __future__ import annotations
 
-import json
 import random
 import tempfile
 import time
@@ -25,6 +24,8 @@ from maas.export.repository import ModelRepository
 from maas.export.sentences import SENTENCES
 from maas.server.embedded import EmbeddedServer, ServerOptions, free_port
 from maas.server.serving_repo import PADDING_STRATEGIES
+
+from .report import write_pair
 
 COUNTERS = ("maas_real_tokens_total", "maas_computed_tokens_total", "maas_runtime_calls_total")
 WARMUP_REQUESTS = 8
@@ -162,11 +163,7 @@ def render_table(results: Sequence[PaddingResult]) -> str:
 
 def write_report(results: Sequence[PaddingResult], folder: Path, header: str) -> Path:
     """padding.md and padding.json in folder; returns the Markdown path."""
-    folder.mkdir(parents=True, exist_ok=True)
     rows = [
         {**asdict(item), "waste": item.waste, "throughput": item.throughput} for item in results
     ]
-    (folder / "padding.json").write_text(json.dumps(rows, indent=2) + "\n")
-    markdown = folder / "padding.md"
-    markdown.write_text(f"{header}\n\n{render_table(results)}\n")
-    return markdown
+    return write_pair(folder, "padding", rows, f"{header}\n\n{render_table(results)}")
