@@ -22,8 +22,8 @@ from tokenizers import Tokenizer
 from maas.clients import TextEmbedder
 from maas.export.repository import ModelRepository
 from maas.export.sentences import SENTENCES
+from maas.server.batching import STRATEGIES
 from maas.server.embedded import EmbeddedServer, ServerOptions, free_port
-from maas.server.serving_repo import PADDING_STRATEGIES
 
 from .report import write_pair
 
@@ -137,9 +137,7 @@ def run_padding_benchmark(
     max_length = int(config.parameters["max_length"].string_value)
     lengths = token_lengths(tokenizer_folder / "tokenizer.json", texts, max_length)
     results = [fixed_padding(lengths, 128), fixed_padding(lengths, max_length)]
-    results += [
-        measure_strategy(repository, model, s, texts, concurrency) for s in PADDING_STRATEGIES
-    ]
+    results += [measure_strategy(repository, model, s, texts, concurrency) for s in STRATEGIES]
     return results
 
 

@@ -16,6 +16,8 @@ from maas.export.repository import ModelRepository
 from maas.export.triton_config import ModelConfig
 from maas.triton_models import RUNTIME_ADAPTER
 
+from .batching import STRATEGIES
+
 PYTHON_FILE = "model.py"
 NATIVE = ("python", "ensemble")  # what the bundled server runs itself
 # Backends served through the runtime adapter, and the file each loads by default.
@@ -47,20 +49,16 @@ def backend_of(config: ModelConfig) -> str:
     raise RepositoryError(f"model {config.name!r} names neither a backend nor a known platform")
 
 
-PADDING_STRATEGIES = ("buckets", "longest")
-
-
 def build_serving_repository(
     canonical: ModelRepository, target: Path, padding_strategy: str = "buckets"
 ) -> list[ServedModel]:
     """Fill target with one entry per canonical model; returns how each is served.
 
-    padding_strategy: how adapters batch variable-length rows (see onnxruntime_adapter).
+    padding_strategy: how adapters batch variable-length rows (see maas.server.batching).
     """
-    if padding_strategy not in PADDING_STRATEGIES:
+    if padding_strategy not in STRATEGIES:
         raise ServerError(
-            f"padding strategy must be one of {', '.join(PADDING_STRATEGIES)}, "
-            f"got {padding_strategy!r}"
+            f"padding strategy must be one of {', '.join(STRATEGIES)}, got {padding_strategy!r}"
         )
     names = canonical.model_names()
     if not names:
