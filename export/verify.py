@@ -125,7 +125,14 @@ def verify(
     spec: ModelSpec, reference: Runner, candidate: Runner, inputs: Inputs
 ) -> VerificationReport:
     """Compare, and raise VerificationError naming every failure if there is any."""
-    report = compare(spec, reference, candidate, inputs)
+    return verify_outputs(spec, run_batched(reference, inputs), run_batched(candidate, inputs))
+
+
+def verify_outputs(
+    spec: ModelSpec, expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]
+) -> VerificationReport:
+    """compare_outputs, raising VerificationError naming every failure if there is any."""
+    report = compare_outputs(spec, expected, actual)
     if report.failures:
         raise VerificationError(spec.name, list(report.failures))
     return report
