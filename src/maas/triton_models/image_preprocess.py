@@ -11,8 +11,12 @@ import json
 from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 from PIL import Image
+
+try:
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # outside Triton: benchmarks run the very same preprocessing in-process
+    pb_utils = None
 
 MAX_PIXELS = 40_000_000  # refuse decompression bombs long before they exhaust memory
 _FILTERS = {
@@ -27,18 +31,13 @@ class InvalidImageError(ValueError):
     """An input that is not a decodable image."""
 
 
-class TritonPythonModel:
-    """Decode, resize and normalise each image of each request."""
+class ImagePreprocessor:
+    """Decode, resize and normalise one image, as the settings of a preprocess config say."""
 
-    def initialize(self, args: dict[str, str]) -> None:
-        """Read the preprocessing settings from the model config."""
-        config = json.loads(args["model_config"])
-        settings = {
-            key: json.loads(value["string_value"]) for key, value in config["parameters"].items()
-        }
-        self.model_name = args["model_name"]
-        self.input_name = config["input"][0]["name"]
-        self.output_name = config["output"][0]["name"]
+    def __init__(self, settings: dict[str, Any], model_name: str, input_name: str) -> None:
+        """Settings: height, width, channels, mean, std, resize and center_crop."""
+        self.model_name = model_name
+        self.input_name = input_name
         self.size = (int(settings["width"]), int(settings["height"]))
         self.mode = "L" if int(settings["channels"]) == 1 else "RGB"
         self.resample = _FILTERS[settings["resize"]]
@@ -46,24 +45,13 @@ class TritonPythonModel:
         self.mean = np.asarray(settings["mean"], dtype=np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(settings["std"], dtype=np.float32).reshape(-1, 1, 1)
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        """One response per request; a bad image fails its own request with INVALID_ARG."""
-        responses = []
-        for request in requests:
-            encoded = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
-            try:
-                batch = np.stack(
-                    [self.preprocess(item, i) for i, item in enumerate(encoded.reshape(-1))]
-                )
-            except InvalidImageError as error:
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
-                    )
-                )
-                continue
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, batch)]))
-        return responses
+    @classmethod
+    def from_config(cls, config: dict[str, Any], model_name: str) -> ImagePreprocessor:
+        """Build from a model config in Triton's JSON form (parameters hold JSON values)."""
+        settings = {
+            key: json.loads(value["string_value"]) for key, value in config["parameters"].items()
+        }
+        return cls(settings, model_name, config["input"][0]["name"])
 
     def preprocess(self, encoded: bytes, index: int) -> np.ndarray:
         """Decode one image and turn it into a normalised CHW array."""
@@ -106,3 +94,36 @@ class TritonPythonModel:
         image = image.resize(scaled, self.resample)
         left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
         return image.crop((left, top, left + width, top + height))
+
+
+class TritonPythonModel:
+    """Decode, resize and normalise each image of each request."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Read the preprocessing settings from the model config."""
+        config = json.loads(args["model_config"])
+        self.preprocessor = ImagePreprocessor.from_config(config, args["model_name"])
+        self.input_name = config["input"][0]["name"]
+        self.output_name = config["output"][0]["name"]
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """One response per request; a bad image fails its own request with INVALID_ARG."""
+        responses = []
+        for request in requests:
+            encoded = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
+            try:
+                batch = np.stack(
+                    [
+                        self.preprocessor.preprocess(item, i)
+                        for i, item in enumerate(encoded.reshape(-1))
+                    ]
+                )
+            except InvalidImageError as error:
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
+                    )
+                )
+                continue
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, batch)]))
+        return responses

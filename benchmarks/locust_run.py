@@ -1,0 +1,165 @@
+"""Headless Locust driver: `python -m maas.benchmarks.locust_run SPEC.json RESULTS.json`.
+
+For each level: start the users, warm up, then measure one window. A window opens and closes
+with the traffic gate shut and no call in flight, with the server's statistics read at both
+edges, so every request counted by Locust is counted by Triton and the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from locust import events
+from locust.env import Environment
+
+from maas.benchmarks import locust_users as users
+from maas.benchmarks.load_test import Level, LevelResult, LoadSpec, summarise_window
+from maas.benchmarks.server_stats import Snapshot, breakdown, fetch_snapshot
+
+import gevent  # isort: skip  (after locust, which patches the standard library for it)
+
+DRAIN_TIMEOUT_S = 120.0
+
+
+class Recorder:
+    """Collects Locust's request events while a window is open."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.latencies: list[float] = []
+        self.late: list[float] = []
+        self.failures = 0
+        self.delayed = 0
+        self.errors: Counter[str] = Counter()
+
+    def on_request(
+        self, response_time: float, exception: BaseException | None, context: Any, **_: Any
+    ) -> None:
+        """Locust's events.request listener."""
+        if not self.recording:
+            return
+        context = context or {}
+        self.late.append(float(context.get("late_ms", 0.0)))
+        self.delayed += bool(context.get("delayed", False))
+        if exception is None:
+            self.latencies.append(response_time)
+        else:
+            self.failures += 1
+            self.errors[f"{type(exception).__name__}: {exception}"[:300]] += 1
+
+
+def drain() -> None:
+    """Shut the gate and wait until no call is in flight."""
+    users.TRAFFIC.open.clear()
+    deadline = time.perf_counter() + DRAIN_TIMEOUT_S
+    while users.TRAFFIC.in_flight and time.perf_counter() < deadline:
+        gevent.sleep(0.001)
+
+
+def snapshot(spec: LoadSpec) -> Snapshot:
+    """The server's counters, or nothing for a run without a Triton server."""
+    return fetch_snapshot(spec.stats_url) if spec.stats_url else {}
+
+
+def start_users(environment: Environment, level: Level) -> None:
+    """Bring the user count to the level's and wait until every user has started."""
+    assert environment.runner is not None
+    environment.runner.start(level.users, spawn_rate=max(level.users, 1) * 10.0)
+    deadline = time.perf_counter() + 120.0
+    while environment.runner.user_count < level.users and time.perf_counter() < deadline:
+        gevent.sleep(0.05)
+
+
+def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResult:
+    """Warm up, then one clean window at this level."""
+    users.TRAFFIC.open.set()
+    users.SCHEDULE.restart(level.rate)
+    gevent.sleep(spec.warmup_s)
+    drain()
+    before = snapshot(spec)
+    environment.stats.reset_all()
+    recorder = Recorder()
+    environment.events.request.add_listener(recorder.on_request)
+    recorder.recording = True
+    users.SCHEDULE.restart(level.rate)
+    opened = time.perf_counter()
+    users.TRAFFIC.open.set()
+    gevent.sleep(spec.duration_s)
+    drain()
+    elapsed = time.perf_counter() - opened
+    recorder.recording = False
+    environment.events.request.remove_listener(recorder.on_request)
+    after = snapshot(spec)
+    total = environment.stats.total
+    result = summarise_window(
+        level,
+        elapsed,
+        recorder.latencies,
+        recorder.late,
+        recorder.failures,
+        recorder.errors,
+        (total.num_requests, total.num_failures),
+        recorder.delayed,
+    )
+    result.server = breakdown(before, after)
+    if not result.requests and not result.failures:
+        raise RuntimeError(f"no call was made at {level.label}: {first_exception(environment)}")
+    return result  # the gate stays shut: users stop between levels with nothing in flight
+
+
+def first_exception(environment: Environment) -> str:
+    """The first error Locust caught outside a call (in on_start, say), or a hint."""
+    assert environment.runner is not None
+    for entry in environment.runner.exceptions.values():
+        return str(entry.get("msg", entry))
+    return "the users made no call (is the server up?)"
+
+
+def run(spec: LoadSpec) -> list[LevelResult]:
+    """Every level of the spec, in order, with one set of users grown or shrunk between."""
+    users.configure(users.LoadConfig(**spec.config))
+    users.workload()  # build the payloads before any user starts
+    environment = Environment(user_classes=[users.TritonUser], events=events)
+    environment.create_local_runner()
+    results = []
+    try:
+        for level in spec.levels:
+            start_users(environment, level)
+            result = measure(environment, spec, level)
+            print(f"{spec.config['model']} {result.summary()}", file=sys.stderr, flush=True)
+            results.append(result)
+    finally:
+        assert environment.runner is not None
+        environment.runner.quit()
+    return results
+
+
+def load_spec(path: Path) -> LoadSpec:
+    """Read the spec load_test.run_load_test wrote."""
+    raw = json.loads(path.read_text())
+    raw["levels"] = tuple(Level(**level) for level in raw["levels"])
+    return LoadSpec(**raw)
+
+
+def main(argv: list[str]) -> int:
+    """Run the spec at argv[1]; write the results to argv[2]."""
+    logging.basicConfig(level=logging.WARNING)
+    spec = load_spec(Path(argv[1]))
+    try:
+        results = run(spec)
+    except Exception as error:  # the parent prints this line as the reason
+        print(f"{type(error).__name__}: {error}")
+        return 1
+    Path(argv[2]).write_text(json.dumps([asdict(result) for result in results]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

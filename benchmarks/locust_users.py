@@ -1,0 +1,360 @@
+"""Locust users that call one served model: Triton over HTTP or gRPC, or the naive baseline.
+
+Each user holds one client, built in `on_start` with every request's inputs serialised up
+front, so the timed region is the call alone. Every call, failed or not, is reported through
+`events.request` under the model's name. In arrival-rate mode (open loop) the users share one
+schedule of send times; a call sent late against its slot is counted as delayed, the way
+perf_analyzer warns that it could not hold the offered rate (coordinated omission).
+
+Importing this module switches gRPC to gevent, which must happen before any channel exists.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc.experimental.gevent as grpc_gevent
+
+grpc_gevent.init_gevent()
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+from locust import User, constant, events, task  # noqa: E402
+
+from maas.export.repository import ModelRepository  # noqa: E402
+
+from .workloads import RAW_IMAGE_INPUT, Inputs, Workload, build_workload  # noqa: E402
+
+PROTOCOLS = ("http", "grpc", "naive")
+ARRIVALS = ("constant", "poisson")
+DELAY_TOLERANCE_S = 0.002  # a call sent later than this after its slot counts as delayed
+
+
+@dataclass
+class LoadConfig:
+    """What the users call and how; set once per process before users start."""
+
+    model: str = ""
+    url: str = "localhost:8000"
+    protocol: str = "http"  # http | grpc: Triton; naive: the FastAPI baseline service
+    repository: str = "model_repository"
+    shm: bool = False  # send inputs through system shared memory (Triton only)
+    rate: float = 0.0  # requests/s offered by all users together; 0 = closed loop
+    arrival: str = "constant"  # constant | poisson spacing of the offered requests
+    timeout_s: float = 60.0
+    image: str = ""  # image file to send; empty = the bundled photograph
+    seed: int = 0
+
+    def check(self) -> None:
+        """Refuse settings that cannot be run, naming what was expected."""
+        if not self.model:
+            raise ValueError("no model given; pass --model NAME")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+        if self.arrival not in ARRIVALS:
+            raise ValueError(f"arrival {self.arrival!r}: expected one of {', '.join(ARRIVALS)}")
+        if self.shm and self.protocol == "naive":
+            raise ValueError("shared memory is a Triton feature; the naive service has none")
+        if self.rate < 0:
+            raise ValueError(f"rate must be ≥ 0 requests/s, got {self.rate}")
+
+
+class ArrivalSchedule:
+    """Send times for all users together: evenly spaced or Poisson, at a given rate."""
+
+    def __init__(self, rate: float, arrival: str, seed: int = 0) -> None:
+        self.rate = rate
+        self.arrival = arrival
+        self.random = random.Random(seed)
+        self.next_at = time.perf_counter()
+
+    def restart(self, rate: float | None = None) -> None:
+        """Start the schedule afresh from now, optionally at a new rate."""
+        self.rate = self.rate if rate is None else rate
+        self.next_at = time.perf_counter()
+
+    def claim(self) -> float:
+        """The next send time (perf_counter seconds); each slot goes to exactly one caller."""
+        slot = self.next_at
+        gap = 1.0 / self.rate if self.arrival == "constant" else self.random.expovariate(self.rate)
+        self.next_at += gap
+        return slot
+
+
+@dataclass
+class Traffic:
+    """Process-wide state the driver uses to open and close measurement windows cleanly."""
+
+    open: gevent.event.Event = field(default_factory=gevent.event.Event)
+    in_flight: int = 0  # calls claimed or under way; the driver drains them at window edges
+
+    def __post_init__(self) -> None:
+        self.open.set()
+
+
+CONFIG = LoadConfig()
+TRAFFIC = Traffic()
+SCHEDULE = ArrivalSchedule(0.0, "constant")
+_WORKLOADS: dict[tuple[str, str, str], Workload] = {}
+_USER_NUMBERS = itertools.count()
+
+
+def configure(config: LoadConfig) -> None:
+    """Set what every user of this process calls."""
+    config.check()
+    for name, value in vars(config).items():
+        setattr(CONFIG, name, value)
+    SCHEDULE.arrival = config.arrival
+    SCHEDULE.random.seed(config.seed)
+    SCHEDULE.restart(config.rate)
+
+
+def workload() -> Workload:
+    """The payloads for CONFIG's model, built once per process."""
+    key = (CONFIG.repository, CONFIG.model, CONFIG.image)
+    if key not in _WORKLOADS:
+        image = Path(CONFIG.image).read_bytes() if CONFIG.image else None
+        repository = ModelRepository(Path(CONFIG.repository))
+        _WORKLOADS[key] = build_workload(repository, CONFIG.model, image)
+    return _WORKLOADS[key]
+
+
+# --- transports ----------------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    """One connection that sends prepared requests."""
+
+    def prepare(self, inputs: Inputs) -> Any:
+        """Serialise one request's inputs once, before the timed calls."""
+        ...
+
+    def send(self, prepared: Any) -> int:
+        """Make one call; return the bytes of output received. Raises on any failure."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection and anything registered with the server."""
+        ...
+
+
+class TritonTransport:
+    """tritonclient over HTTP (geventhttpclient) or gRPC, optionally via system shared memory."""
+
+    def __init__(self, config: LoadConfig, user_number: int) -> None:
+        if config.protocol == "http":
+            import tritonclient.http as client_module
+
+            self.client: Any = client_module.InferenceServerClient(
+                config.url, network_timeout=config.timeout_s, connection_timeout=config.timeout_s
+            )
+            self.call_options: dict[str, Any] = {}
+        else:
+            import tritonclient.grpc as client_module  # type: ignore[no-redef]
+
+            self.client = client_module.InferenceServerClient(config.url)
+            self.call_options = {"client_timeout": config.timeout_s}
+        self.module: Any = client_module
+        self.model = config.model
+        self.shm_prefix = f"maas_bench_{id(self):x}_{user_number}" if config.shm else ""
+        self.regions: list[tuple[str, Any]] = []
+        outputs = self.client.get_model_metadata(config.model)
+        names = [o["name"] if isinstance(o, dict) else o.name for o in _outputs_of(outputs)]
+        self.outputs = [self._requested(name) for name in names]
+
+    def _requested(self, name: str) -> Any:
+        if self.module.__name__.endswith("http"):
+            return self.module.InferRequestedOutput(name, binary_data=True)
+        return self.module.InferRequestedOutput(name)
+
+    def prepare(self, inputs: Inputs) -> Any:
+        """InferInputs holding the data, or pointing into a registered shared-memory region."""
+        prepared = []
+        for name, array in inputs.items():
+            datatype = "BYTES" if array.dtype == object else _triton_datatype(array)
+            infer_input = self.module.InferInput(name, list(array.shape), datatype)
+            if self.shm_prefix and datatype != "BYTES":
+                infer_input.set_shared_memory(self._region_for(array), array.nbytes)
+            elif self.module.__name__.endswith("http"):
+                infer_input.set_data_from_numpy(array, binary_data=True)
+            else:
+                infer_input.set_data_from_numpy(array)
+            prepared.append(infer_input)
+        return prepared
+
+    def _region_for(self, array: Any) -> str:
+        import tritonclient.utils.shared_memory as shm
+
+        name = f"{self.shm_prefix}_{len(self.regions)}"
+        handle = shm.create_shared_memory_region(name, f"/{name}", array.nbytes)
+        shm.set_shared_memory_region(handle, [array])
+        self.client.register_system_shared_memory(name, f"/{name}", array.nbytes)
+        self.regions.append((name, handle))
+        return name
+
+    def send(self, prepared: Any) -> int:
+        """One inference; every output is read back as numpy, as a real client would."""
+        result = self.client.infer(self.model, prepared, outputs=self.outputs, **self.call_options)
+        return sum(result.as_numpy(output.name()).nbytes for output in self.outputs)
+
+    def close(self) -> None:
+        """Unregister and free shared memory, then close the connection."""
+        import tritonclient.utils.shared_memory as shm
+
+        for name, handle in self.regions:
+            try:
+                self.client.unregister_system_shared_memory(name)
+            except Exception as error:  # the server may be gone; the region is still ours to free
+                logging.getLogger(__name__).warning("could not unregister %s: %s", name, error)
+            shm.destroy_shared_memory_region(handle)
+        self.regions.clear()
+        self.client.close()
+
+
+def _outputs_of(metadata: Any) -> Sequence[Any]:
+    outputs: Sequence[Any] = metadata["outputs"] if isinstance(metadata, dict) else metadata.outputs
+    return outputs
+
+
+def _triton_datatype(array: Any) -> str:
+    from tritonclient.utils import np_to_triton_dtype
+
+    return str(np_to_triton_dtype(array.dtype))
+
+
+class NaiveTransport:
+    """POST the encoded image to the naive FastAPI service, as its users would."""
+
+    def __init__(self, config: LoadConfig, user_number: int) -> None:
+        from geventhttpclient import HTTPClient
+
+        host, port = config.url.rsplit(":", 1)
+        self.client = HTTPClient(
+            host, int(port), network_timeout=config.timeout_s, connection_timeout=config.timeout_s
+        )
+
+    def prepare(self, inputs: Inputs) -> Any:
+        """The raw image bytes; the naive service takes nothing else."""
+        if RAW_IMAGE_INPUT not in inputs:
+            raise ValueError("the naive service takes encoded images; bench an image ensemble")
+        return bytes(inputs[RAW_IMAGE_INPUT].reshape(-1)[0])
+
+    def send(self, prepared: Any) -> int:
+        """One POST /predict; anything but 200 is a failure."""
+        response = self.client.post(
+            "/predict", body=prepared, headers={"Content-Type": "application/octet-stream"}
+        )
+        body = response.read()
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {body[:200]!r}")
+        return len(body)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.client.close()
+
+
+TRANSPORTS: dict[str, Callable[[LoadConfig, int], Transport]] = {
+    "http": TritonTransport,
+    "grpc": TritonTransport,
+    "naive": NaiveTransport,
+}
+
+
+# --- the user ------------------------------------------------------------------------------
+
+
+class TritonUser(User):
+    """Calls CONFIG.model back to back (closed loop) or on the shared schedule (open loop)."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        """Connect and serialise every request's inputs, outside the timed region."""
+        number = next(_USER_NUMBERS)
+        self.transport: Transport = TRANSPORTS[CONFIG.protocol](CONFIG, number)
+        self.prepared = [self.transport.prepare(inputs) for inputs in workload().requests]
+        self.position = number * 7  # users start at different sentences
+
+    def on_stop(self) -> None:
+        """Close the connection."""
+        self.transport.close()
+
+    @task
+    def call(self) -> None:
+        """One request, timed and reported through events.request."""
+        TRAFFIC.open.wait()
+        TRAFFIC.in_flight += 1
+        try:
+            late_s = self._wait_for_slot() if SCHEDULE.rate else 0.0
+            self._send(late_s)
+        finally:
+            TRAFFIC.in_flight -= 1
+
+    def _wait_for_slot(self) -> float:
+        """Sleep until this call's send time; return how late it is sent (seconds)."""
+        slot = SCHEDULE.claim()
+        ahead = slot - time.perf_counter()
+        if ahead > 0:
+            gevent.sleep(ahead)
+        return max(0.0, time.perf_counter() - slot)
+
+    def _send(self, late_s: float) -> None:
+        prepared = self.prepared[self.position % len(self.prepared)]
+        self.position += 1
+        error: Exception | None = None
+        length = 0
+        began = time.perf_counter()
+        try:
+            length = self.transport.send(prepared)
+        except Exception as caught:  # reported to Locust below, never swallowed
+            error = caught
+        elapsed_ms = (time.perf_counter() - began) * 1000.0
+        self.environment.events.request.fire(
+            request_type=CONFIG.protocol,
+            name=CONFIG.model,
+            response_time=elapsed_ms,
+            response_length=length,
+            exception=error,
+            context={"late_ms": late_s * 1000.0, "delayed": late_s > DELAY_TOLERANCE_S},
+        )
+
+
+# --- Locust's own command line and web UI --------------------------------------------------
+
+
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
+def _add_options(parser: Any) -> None:
+    parser.add_argument("--model", default="", help="served model to call")
+    parser.add_argument("--url", default="localhost:8000", help="host:port of the server")
+    parser.add_argument("--protocol", default="http", choices=PROTOCOLS)
+    parser.add_argument("--repository", default="model_repository", help="Triton repository")
+    parser.add_argument("--shm", action="store_true", help="inputs via system shared memory")
+    parser.add_argument("--rate", type=float, default=0.0, help="offered requests/s (open loop)")
+    parser.add_argument("--arrival", default="constant", choices=ARRIVALS)
+    parser.add_argument("--image", default="", help="image file to send")
+
+
+@events.init.add_listener  # type: ignore[untyped-decorator]
+def _configure_from_options(environment: Any, **_: Any) -> None:
+    options = environment.parsed_options
+    if options is not None and getattr(options, "model", None):
+        configure(
+            LoadConfig(
+                model=options.model,
+                url=options.url,
+                protocol=options.protocol,
+                repository=options.repository,
+                shm=options.shm,
+                rate=options.rate,
+                arrival=options.arrival,
+                image=options.image,
+            )
+        )
