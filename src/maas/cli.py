@@ -285,27 +285,73 @@ def infer_texts(
 
 @app.command("bench")
 def bench_command(
-    model: Annotated[str, typer.Argument(help="Served model, e.g. resnet50 or minilm.")],
+    model: Annotated[
+        str, typer.Argument(help="Served model: resnet50_image (JPEG bytes), minilm_text, …")
+    ],
     url: UrlOption = None,
-    protocol: ProtocolOption = "http",
-    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent workers.")] = 4,
-    duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds.")] = 10.0,
-    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+    protocol: Annotated[str, typer.Option(help="http, grpc, or naive (the baseline service).")] = (
+        "http"
+    ),
+    users: Annotated[
+        str, typer.Option(help="Concurrent users; a list (1,2,4,8) sweeps them. With --rate: pool.")
+    ] = "4",
+    rate: Annotated[
+        str, typer.Option(help="Offered requests/s (open loop); a list sweeps them.")
+    ] = "",
+    arrival: Annotated[str, typer.Option(help="Open-loop spacing: constant or poisson.")] = (
+        "constant"
+    ),
+    duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds per level.")] = 10.0,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Unmeasured seconds per level.")] = 3.0,
+    shm: Annotated[bool, typer.Option(help="Send inputs through system shared memory.")] = False,
+    stats_url: Annotated[
+        str, typer.Option(help="Triton HTTP host:port for statistics [default: from --url].")
+    ] = "",
+    limit_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Seconds timing the in-process limit (0: skip).")
+    ] = 5.0,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder [default: bench-results/<model>-<protocol>].")
+    ] = None,
     image: Annotated[
         Path | None, typer.Option(help="Image file to send [default: a bundled photograph].")
     ] = None,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
 ) -> None:
-    """Closed-loop load test with real inputs: image bytes, or varied real sentences."""
-    from maas.benchmarks.served_load import bench_model
+    """Headless Locust load test of a running server, with Triton's breakdown and a report."""
+    from maas.benchmarks.bench import BenchError, BenchOptions, describe, parse_list, run_bench
+    from maas.benchmarks.fingerprint import fingerprint
+    from maas.benchmarks.load_report import limit_line, write_bench_report
 
     with user_errors():
-        result = bench_model(model, url, check_protocol(protocol), concurrency, duration, image)
-        typer.echo(f"{model} over {protocol}: {result.summary()}")
-        if result.first_error:
-            typer.echo(f"first error: {result.first_error}", err=True)
-        if output is not None:
-            result.write_json(output)
-            typer.echo(f"report  {output}")
+        options = BenchOptions(
+            model=model,
+            protocol=protocol,
+            url=url or "",
+            users=tuple(int(u) for u in parse_list(users, int, "--users")),
+            rates=parse_list(rate, float, "--rate"),
+            arrival=arrival,
+            duration_s=duration,
+            warmup_s=warmup,
+            shm=shm,
+            stats_url=stats_url,
+            repository=repository,
+            image=image,
+            limit_seconds=limit_seconds,
+        )
+        levels = options.levels()
+        run = run_bench(options)
+        for level in run.levels:
+            typer.echo(f"{run.title} {level.summary()}")
+        if run.limit is not None:
+            typer.echo(limit_line(run).replace("**", ""))
+        folder = out or Path("bench-results") / run.slug
+        print_ = fingerprint(options.resolved_stats_url())
+        path = write_bench_report([run], folder, print_, describe(options, levels))
+        typer.echo(f"report  {path}")
+        failed = sum(level.failures for level in run.levels)
+        if failed:
+            raise BenchError(f"{failed} requests failed; see {path}")
 
 
 @app.command("bench-padding")

@@ -65,7 +65,7 @@ def run_demo(
     echo: Echo,
 ) -> None:
     """Export what is missing, serve, call every model over both protocols, benchmark briefly."""
-    from maas.benchmarks.served_load import bench_model
+    from maas.benchmarks.bench import BenchOptions, run_bench
 
     repository = ModelRepository(root)
     for name in model_names() if reexport else missing_artifacts(repository):
@@ -79,9 +79,20 @@ def run_demo(
         classify_samples(server, scratch, echo)
         embed_samples(server, echo)
         for model, what in (
-            ("digits_cnn", "JPEG bytes"),
-            ("resnet50", "JPEG bytes"),
-            ("minilm", "one real sentence"),
+            ("digits_cnn_image", "JPEG bytes"),
+            ("resnet50_image", "JPEG bytes"),
+            ("minilm_text", "one real sentence"),
         ):
-            result = bench_model(model, server.grpc_url, "grpc", BENCH_CONCURRENCY, bench_seconds)
-            echo(f"benchmark {model} ({what} per request, gRPC): {result.summary()}")
+            bench = BenchOptions(
+                model,
+                protocol="grpc",
+                url=server.grpc_url,
+                stats_url=server.http_url,
+                users=(BENCH_CONCURRENCY,),
+                duration_s=bench_seconds,
+                warmup_s=1.0,
+                repository=root,
+                limit_seconds=0.0,
+            )
+            (result,) = run_bench(bench).levels
+            echo(f"benchmark {model} ({what} per request, Locust over gRPC): {result.summary()}")

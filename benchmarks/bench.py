@@ -1,0 +1,137 @@
+"""`maas bench`: a Locust sweep of one served model, its in-process limit, and a report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from maas.conventions import IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX
+from maas.errors import MaasError
+from maas.export.repository import ModelRepository
+
+from .baselines import in_process_limit
+from .load_report import BenchRun
+from .load_test import Level, LoadSpec, run_load_test
+
+DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
+DEFAULT_RATE_USERS = 32  # users that share an open-loop schedule, unless --users says otherwise
+
+
+class BenchError(MaasError):
+    """The benchmark was asked for something it cannot do."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """One `maas bench` run."""
+
+    model: str
+    protocol: str = "http"
+    url: str = ""  # empty: the protocol's local default
+    users: tuple[int, ...] = (4,)
+    rates: tuple[float, ...] = ()  # offered requests/s; given: open loop at each rate
+    arrival: str = "constant"
+    duration_s: float = 10.0
+    warmup_s: float = 3.0
+    shm: bool = False
+    stats_url: str = ""  # Triton's HTTP host:port; empty: --url for http, localhost:8000 for grpc
+    repository: Path = Path("model_repository")
+    image: Path | None = None
+    limit_seconds: float = 5.0  # 0: skip the in-process limit
+
+    def levels(self) -> tuple[Level, ...]:
+        """Closed-loop levels, one per user count, or open-loop levels sharing one user pool."""
+        if any(users < 1 for users in self.users):
+            raise BenchError(f"--users must be ≥ 1, got {list(self.users)}")
+        if not self.rates:
+            return tuple(Level(users) for users in self.users)
+        if len(self.users) > 1:
+            raise BenchError("with --rate, give one --users value: the size of the user pool")
+        if any(rate <= 0 for rate in self.rates):
+            raise BenchError(f"--rate must be > 0 requests/s, got {list(self.rates)}")
+        pool = self.users[0] if self.users else DEFAULT_RATE_USERS
+        return tuple(Level(pool, rate) for rate in self.rates)
+
+    def resolved_url(self) -> str:
+        """The server to call."""
+        if self.url:
+            return self.url
+        if self.protocol not in DEFAULT_URLS:
+            raise BenchError(f"give --url for protocol {self.protocol!r}")
+        return DEFAULT_URLS[self.protocol]
+
+    def resolved_stats_url(self) -> str:
+        """Where Triton's statistics are read; nothing for the naive service."""
+        if self.protocol == "naive":
+            return ""
+        if self.stats_url:
+            return self.stats_url
+        return self.resolved_url() if self.protocol == "http" else DEFAULT_URLS["http"]
+
+
+def limit_model(model: str) -> str:
+    """The model whose artifact bounds `model`: the classifier behind an ensemble, or itself."""
+    for suffix in (IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX):
+        if model.endswith(suffix):
+            return model.removesuffix(suffix)
+    return model
+
+
+def load_spec(options: BenchOptions, model: str | None = None) -> LoadSpec:
+    """The Locust run for these options."""
+    config = {
+        "model": model or options.model,
+        "url": options.resolved_url(),
+        "protocol": options.protocol,
+        "repository": str(options.repository),
+        "shm": options.shm,
+        "arrival": options.arrival,
+        "image": str(options.image or ""),
+    }
+    return LoadSpec(
+        config=config,
+        levels=options.levels(),
+        duration_s=options.duration_s,
+        warmup_s=options.warmup_s,
+        stats_url=options.resolved_stats_url(),
+    )
+
+
+def run_bench(options: BenchOptions) -> BenchRun:
+    """Sweep the levels, then time the served artifact in-process at the batch Triton formed."""
+    levels = run_load_test(load_spec(options))
+    run = BenchRun(options.model, options.protocol, options.shm, levels)
+    if options.limit_seconds > 0 and options.protocol != "naive":
+        attach_limit(run, ModelRepository(options.repository), options.limit_seconds)
+    return run
+
+
+def attach_limit(run: BenchRun, repository: ModelRepository, seconds: float) -> None:
+    """Measure the in-process limit of the run's model at its formed batch size."""
+    run.limit_model = limit_model(run.model)
+    max_batch = max(1, repository.read_config(run.limit_model).max_batch_size)
+    batch = min(max_batch, max(1, round(run.formed_batch())))
+    run.limit = in_process_limit(repository, run.limit_model, batch, seconds)
+
+
+def parse_list(text: str, kind: type[int] | type[float], what: str) -> tuple[float, ...]:
+    """'1,2,4' → (1, 2, 4); a clear error for anything else."""
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BenchError(
+            f"{what} must be a comma-separated list of numbers, got {text!r}"
+        ) from None
+
+
+def describe(options: BenchOptions, levels: Sequence[Level]) -> str:
+    """The header line of a report."""
+    mode = "open loop, " + options.arrival + " arrivals" if options.rates else "closed loop"
+    return (
+        f"# maas bench: {options.model} over {options.protocol}"
+        f"{' + system shm' if options.shm else ''}\n\n"
+        f"{mode}; levels {', '.join(level.label for level in levels)}; "
+        f"{options.warmup_s:g} s warm-up and {options.duration_s:g} s measured per level; "
+        f"server {options.resolved_url()}."
+    )
