@@ -114,7 +114,10 @@ class Batching:
 
     max_batch_size: int = 32
     preferred_batch_sizes: tuple[int, ...] = (8, 16)
-    max_queue_delay_us: int = 2000
+    # 0: a batch is whatever queued while the model was busy. Any wait here is paid in full by
+    # every request at low load (measured: +2 ms per step at concurrency 1), for no gain at
+    # saturation, where requests queue behind the running batch anyway.
+    max_queue_delay_us: int = 0
     instance_count: int = 1
 
 

@@ -22,7 +22,7 @@ TextTask = Literal["feature-extraction", "text-classification"]
 TEXT_TASKS: tuple[TextTask, ...] = ("feature-extraction", "text-classification")
 TOKENIZER_FILE = "tokenizer.json"
 MAX_LENGTH_CAP = 512
-TEXT_BATCHING = Batching(max_batch_size=64, preferred_batch_sizes=(16, 32), max_queue_delay_us=2000)
+TEXT_BATCHING = Batching(max_batch_size=64, preferred_batch_sizes=(16, 32))
 TEXT_INPUTS = (
     TensorSpec("input_ids", (-1,), dtype="int64"),
     TensorSpec("attention_mask", (-1,), dtype="int64"),

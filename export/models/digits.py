@@ -111,7 +111,7 @@ SPEC = register(
             height=8, width=8, channels=1, mean=(0.0,), std=(1.0,), resize="box"
         ),
         batching=Batching(
-            max_batch_size=64, preferred_batch_sizes=(16, 32), max_queue_delay_us=1000
+            max_batch_size=64, preferred_batch_sizes=(16, 32)
         ),
         min_accuracy=0.95,
     )

@@ -95,6 +95,6 @@ SPEC = register(
             resize="bilinear",
             center_crop=True,
         ),
-        batching=Batching(max_batch_size=16, preferred_batch_sizes=(4, 8), max_queue_delay_us=2000),
+        batching=Batching(max_batch_size=16, preferred_batch_sizes=(4, 8)),
     )
 )
