@@ -14,7 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import numpy as np
 from maas.errors import MaasError
 from maas.export.repository import ModelRepository
 from maas.runtimes import Runner, RuntimeOptions, load_runner
-from maas.server.batching import pad_and_stack
+from maas.server.batching import plan_calls
 from maas.server.embedded import free_port
 from maas.server.serving_repo import ADAPTED_BACKENDS, backend_of
 
@@ -35,6 +35,7 @@ from .workloads import (
 )
 
 NAIVE_START_TIMEOUT_S = 180.0
+SERVED_STRATEGY = "buckets"  # maas serve's default padding strategy
 
 
 class BaselineError(MaasError):
@@ -78,36 +79,46 @@ class Throughput:
 
     batch: int
     samples_per_s: float
-    calls: int
+    batches: int
 
 
-def join_batch(requests: list[Inputs]) -> Inputs:
-    """Requests (batch 1 each) joined into one batch; variable-length rows padded to the longest."""
-    joined = {}
-    for name in requests[0]:
-        rows = [request[name] for request in requests]
-        if all(row.shape == rows[0].shape for row in rows):
-            joined[name] = np.concatenate(rows)
-        else:
-            joined[name] = pad_and_stack([row[0] for row in rows])
-    return joined
+def runtime_calls(requests: list[Inputs], padding_mask: str | None) -> list[Inputs]:
+    """The runtime calls the serving adapter makes for these requests as one formed batch."""
+    if padding_mask is None:
+        return [{name: np.concatenate([r[name] for r in requests]) for name in requests[0]}]
+    return plan_calls(requests, padding_mask, SERVED_STRATEGY)[1]
 
 
 def in_process_limit(
-    repository: ModelRepository, model: str, batch: int, seconds: float = 5.0
+    repository: ModelRepository, model: str, batch: int, seconds: float = 5.0, repeats: int = 3
 ) -> Throughput:
-    """Samples/s of the served artifact at `batch`, cycling through the benchmark's payloads."""
+    """Samples/s of the served artifact at `batch`, cycling through the benchmark's payloads.
+
+    Variable-length inputs are grouped and padded exactly as the serving adapter does it, so
+    the limit computes the same positions the server computes. The runtime gets every core
+    (its default), whatever thread count the serving config asks for. The median of `repeats`
+    timings of seconds/repeats each: one noisy slice does not move the limit.
+    """
     workload = build_workload(repository, model)
-    batches = [join_batch(workload.batch(batch, start)) for start in range(len(workload.requests))]
-    runner = served_artifact(repository, model).load()
-    for feed in batches[:3]:
-        runner.infer(feed)  # warm-up: first calls compile and allocate
-    calls = 0
-    began = time.perf_counter()
-    while (elapsed := time.perf_counter() - began) < seconds:
-        runner.infer(batches[calls % len(batches)])
-        calls += 1
-    return Throughput(batch, calls * batch / elapsed, calls)
+    padding_mask = repository.read_config(model).parameters["padding_mask"].string_value or None
+    batches = [
+        runtime_calls(workload.batch(batch, start), padding_mask)
+        for start in range(0, len(workload.requests), batch)
+    ]
+    artifact = served_artifact(repository, model)
+    runner = load_runner(artifact.runtime, artifact.path, replace(artifact.options, threads=0))
+    for calls in batches[:3]:
+        runner.infer(calls[0])  # warm-up: first calls compile and allocate
+    rates, formed = [], 0
+    for _ in range(repeats):
+        done, began = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - began) < seconds / repeats:
+            for feed in batches[(formed + done) % len(batches)]:
+                runner.infer(feed)
+            done += 1
+        formed += done
+        rates.append(done * batch / elapsed)
+    return Throughput(batch, float(np.median(rates)), formed)
 
 
 def pipeline(repository: ModelRepository, model: str) -> tuple[str, Callable[[], object]]:

@@ -78,6 +78,21 @@ def limit_model(model: str) -> str:
     return model
 
 
+def listener_pid(host_port: str) -> int:
+    """The local process listening on host:port (the server), for CPU accounting; 0: unknown."""
+    import psutil
+
+    port = int(host_port.rsplit(":", 1)[-1])
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:  # not allowed to look at other users' sockets
+        return 0
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+            return connection.pid or 0
+    return 0
+
+
 def load_spec(options: BenchOptions, model: str | None = None) -> LoadSpec:
     """The Locust run for these options."""
     config = {
@@ -95,6 +110,7 @@ def load_spec(options: BenchOptions, model: str | None = None) -> LoadSpec:
         duration_s=options.duration_s,
         warmup_s=options.warmup_s,
         stats_url=options.resolved_stats_url(),
+        server_pid=listener_pid(options.resolved_url()),
     )
 
 
@@ -107,11 +123,16 @@ def run_bench(options: BenchOptions) -> BenchRun:
     return run
 
 
+def limit_batch(repository: ModelRepository, run: BenchRun) -> int:
+    """The batch Triton formed at the run's saturation, rounded, within the model's maximum."""
+    run.limit_model = limit_model(run.model)
+    max_batch = max(1, int(repository.read_config(run.limit_model).max_batch_size))
+    return min(max_batch, max(1, round(run.formed_batch())))
+
+
 def attach_limit(run: BenchRun, repository: ModelRepository, seconds: float) -> None:
     """Measure the in-process limit of the run's model at its formed batch size."""
-    run.limit_model = limit_model(run.model)
-    max_batch = max(1, repository.read_config(run.limit_model).max_batch_size)
-    batch = min(max_batch, max(1, round(run.formed_batch())))
+    batch = limit_batch(repository, run)
     run.limit = in_process_limit(repository, run.limit_model, batch, seconds)
 
 

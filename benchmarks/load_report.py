@@ -63,8 +63,8 @@ def levels_table(run: BenchRun) -> str:
     """Client-side numbers per level, with Triton's count beside Locust's."""
     lines = [
         "| load | req/s | p50 ms | p90 ms | p95 ms | p99 ms | ok | failed | Triton count | "
-        "avg batch | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "avg batch | client CPU ms/req | server CPU ms/req | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level in run.levels:
         served = level.served(run.model)
@@ -73,7 +73,8 @@ def levels_table(run: BenchRun) -> str:
             f"| {level.level.label} | {level.throughput_rps:.1f} | {level.p50_ms:.2f} | "
             f"{level.p90_ms:.2f} | {level.p95_ms:.2f} | {level.p99_ms:.2f} | {level.requests} | "
             f"{level.failures} | {served.requests if served else '–'} | "
-            f"{limit_row.avg_batch if limit_row else 0:.2f} | {level.rate_warning()} |"
+            f"{limit_row.avg_batch if limit_row else 0:.2f} | {level.client_cpu_ms:.2f} | "
+            f"{level.server_cpu_ms or float('nan'):.2f} | {level.rate_warning()} |"
         )
     return "\n".join(lines)
 

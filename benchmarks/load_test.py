@@ -53,6 +53,7 @@ class LoadSpec:
     duration_s: float = 10.0
     warmup_s: float = 3.0
     stats_url: str = ""  # Triton's HTTP host:port for /v2/models/stats; empty: no server stats
+    server_pid: int = 0  # the server process, for its CPU time (children included); 0: unknown
 
 
 @dataclass
@@ -73,6 +74,10 @@ class LevelResult:
     locust_failures: int
     delayed: int = 0  # open loop: calls sent more than the tolerance after their slot
     late_p99_ms: float = 0.0
+    client_cpu_ms: float = 0.0  # CPU time of the load generator per call (all its threads)
+    server_cpu_ms: float = (
+        0.0  # CPU time of the server and its model processes per call; 0: unknown
+    )
     errors: dict[str, int] = field(default_factory=dict)
     server: list[ModelBreakdown] = field(default_factory=list)
 

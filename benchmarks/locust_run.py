@@ -16,11 +16,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import psutil
 from locust import events
 from locust.env import Environment
 
 from maas.benchmarks import locust_users as users
 from maas.benchmarks.load_test import Level, LevelResult, LoadSpec, summarise_window
+from maas.benchmarks.pacing import LoadConfig
 from maas.benchmarks.server_stats import Snapshot, breakdown, fetch_snapshot
 
 import gevent  # isort: skip  (after locust, which patches the standard library for it)
@@ -63,6 +65,25 @@ def drain() -> None:
         gevent.sleep(0.001)
 
 
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (Triton's Python model stubs)."""
+    if not pid:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # a stub that exited meanwhile
+            continue
+        total += times.user + times.system
+    return total
+
+
 def snapshot(spec: LoadSpec) -> Snapshot:
     """The server's counters, or nothing for a run without a Triton server."""
     return fetch_snapshot(spec.stats_url) if spec.stats_url else {}
@@ -71,7 +92,7 @@ def snapshot(spec: LoadSpec) -> Snapshot:
 def start_users(environment: Environment, level: Level) -> None:
     """Bring the user count to the level's and wait until every user has started."""
     assert environment.runner is not None
-    environment.runner.start(level.users, spawn_rate=max(level.users, 1) * 10.0)
+    environment.runner.start(level.users, spawn_rate=min(100.0, level.users * 10.0))
     deadline = time.perf_counter() + 120.0
     while environment.runner.user_count < level.users and time.perf_counter() < deadline:
         gevent.sleep(0.05)
@@ -84,6 +105,7 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     gevent.sleep(spec.warmup_s)
     drain()
     before = snapshot(spec)
+    cpu_before = (time.process_time(), server_cpu_s(spec.server_pid))
     environment.stats.reset_all()
     recorder = Recorder()
     environment.events.request.add_listener(recorder.on_request)
@@ -94,6 +116,8 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     gevent.sleep(spec.duration_s)
     drain()
     elapsed = time.perf_counter() - opened
+    client_cpu = time.process_time() - cpu_before[0]
+    server_cpu = server_cpu_s(spec.server_pid) - cpu_before[1]
     recorder.recording = False
     environment.events.request.remove_listener(recorder.on_request)
     after = snapshot(spec)
@@ -109,6 +133,9 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
         recorder.delayed,
     )
     result.server = breakdown(before, after)
+    calls = max(1, result.requests + result.failures)
+    result.client_cpu_ms = client_cpu * 1000.0 / calls
+    result.server_cpu_ms = server_cpu * 1000.0 / calls
     if not result.requests and not result.failures:
         raise RuntimeError(f"no call was made at {level.label}: {first_exception(environment)}")
     return result  # the gate stays shut: users stop between levels with nothing in flight
@@ -124,7 +151,7 @@ def first_exception(environment: Environment) -> str:
 
 def run(spec: LoadSpec) -> list[LevelResult]:
     """Every level of the spec, in order, with one set of users grown or shrunk between."""
-    users.configure(users.LoadConfig(**spec.config))
+    users.configure(LoadConfig(**spec.config))
     users.workload()  # build the payloads before any user starts
     environment = Environment(user_classes=[users.TritonUser], events=events)
     environment.create_local_runner()

@@ -354,6 +354,31 @@ def bench_command(
             raise BenchError(f"{failed} requests failed; see {path}")
 
 
+@app.command("bench-suite")
+def bench_suite_command(
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path(
+        "benchmarks/results/reference"
+    ),
+    duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds per level.")] = 8.0,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Unmeasured seconds per level.")] = 3.0,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """Reference run: every benchmark goal side by side (starts its own server; ~10 min)."""
+    import sys
+
+    from maas.benchmarks.suite import SuiteOptions, goals, run_suite, write_suite_report
+
+    setup_logging()
+    with user_errors():
+        options = SuiteOptions(repository=repository, out=out, duration_s=duration, warmup_s=warmup)
+        result, print_ = run_suite(options)
+        command = "maas " + " ".join(sys.argv[1:])
+        path = write_suite_report(result, print_, options, command)
+        for goal in goals(result):
+            typer.echo(f"{'met   ' if goal.met else 'MISSED'} {goal.name}: {goal.measured}")
+        typer.echo(f"report  {path}")
+
+
 @app.command("bench-padding")
 def bench_padding_command(
     repository: RepositoryOption = DEFAULT_REPOSITORY,

@@ -67,6 +67,22 @@ def split_rows(
     return trimmed, lengths
 
 
+def plan_calls(
+    feeds: list[Arrays], padding_mask: str, strategy: str, max_waste: float = DEFAULT_MAX_WASTE
+) -> tuple[list[list[int]], list[Arrays], list[int]]:
+    """The runtime calls for a formed batch of variable-length requests.
+
+    Returns each call's row indices and joined inputs, and every row's real length.
+    """
+    rows, lengths = split_rows(feeds, padding_mask)
+    assert lengths is not None
+    groups = group_rows(lengths, len(lengths), strategy, max_waste)
+    joined = [
+        {name: pad_and_stack([rows[name][i] for i in group]) for name in rows} for group in groups
+    ]
+    return groups, joined, lengths
+
+
 def positions(batch: np.ndarray) -> int:
     """Positions the runtime computes for a stacked batch."""
     return int(np.prod(batch.shape))

@@ -22,7 +22,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from maas.runtimes import RuntimeOptions, load_runner
-from maas.server.batching import DEFAULT_MAX_WASTE, group_rows, pad_and_stack, positions, split_rows
+from maas.server.batching import DEFAULT_MAX_WASTE, plan_calls, positions
 
 
 class TritonPythonModel:
@@ -85,17 +85,15 @@ class TritonPythonModel:
                 {name: values[start:stop] for name, values in results.items()}
                 for start, stop in itertools.pairwise(bounds)
             ]
-        rows, lengths = split_rows(feeds, self.padding_mask)
-        groups = group_rows(lengths, sum(sizes), self.strategy, self.max_waste)
+        groups, calls, lengths = plan_calls(feeds, self.padding_mask, self.strategy, self.max_waste)
         outputs: dict[str, list[Any]] = {name: [None] * sum(sizes) for name in self.output_names}
         computed = 0
-        for group in groups:
-            joined = {name: pad_and_stack([rows[name][i] for i in group]) for name in rows}
+        for group, joined in zip(groups, calls, strict=True):
             computed += positions(joined[self.input_names[0]])
             for name, values in self.runner.infer(joined).items():
                 for index, value in zip(group, values, strict=True):
                     outputs[name][index] = value
-        if self.tokens is not None and lengths is not None:
+        if self.tokens is not None:
             self.tokens[0].increment(sum(lengths))
             self.tokens[1].increment(computed)
             self.tokens[2].increment(len(groups))
