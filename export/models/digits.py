@@ -110,9 +110,7 @@ SPEC = register(
         preprocessing=ImagePreprocessing(
             height=8, width=8, channels=1, mean=(0.0,), std=(1.0,), resize="box"
         ),
-        batching=Batching(
-            max_batch_size=64, preferred_batch_sizes=(16, 32)
-        ),
+        batching=Batching(max_batch_size=64, preferred_batch_sizes=(16, 32)),
         min_accuracy=0.95,
     )
 )
