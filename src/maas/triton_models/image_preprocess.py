@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 try:
     import triton_python_backend_utils as pb_utils
@@ -79,6 +79,11 @@ class ImagePreprocessor:
             image.load()
         except InvalidImageError:
             raise
+        except UnidentifiedImageError:  # its message names a memory address, not the cause
+            raise InvalidImageError(
+                f"{where} ({len(encoded)} bytes) is not a decodable image: no known image "
+                "format; expected the bytes of a JPEG or PNG file"
+            ) from None
         except Exception as error:  # Pillow raises several types for undecodable data
             raise InvalidImageError(
                 f"{where} ({len(encoded)} bytes) is not a decodable image: {error}; "
