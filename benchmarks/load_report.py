@@ -33,14 +33,21 @@ class BenchRun:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def open_loop(self) -> bool:
+        """Whether the levels offered rates rather than user counts."""
+        return any(level.level.rate for level in self.levels)
+
+    @property
     def title(self) -> str:
-        """e.g. 'resnet50 over grpc + shm'."""
-        return f"{self.model} over {self.protocol}{' + system shm' if self.shm else ''}"
+        """e.g. 'resnet50 over grpc + system shm', 'minilm_text over grpc, open loop'."""
+        shm = " + system shm" if self.shm else ""
+        return f"{self.model} over {self.protocol}{shm}{', open loop' if self.open_loop else ''}"
 
     @property
     def slug(self) -> str:
-        """A folder-safe name."""
-        return f"{self.model}-{self.protocol}{'-shm' if self.shm else ''}"
+        """A file-name-safe name."""
+        shm = "-shm" if self.shm else ""
+        return f"{self.model}-{self.protocol}{shm}{'-rate' if self.open_loop else ''}"
 
     def saturation(self) -> LevelResult:
         """The level with the highest throughput."""

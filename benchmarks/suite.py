@@ -47,6 +47,7 @@ class SuiteOptions:
     users: tuple[int, ...] = (1, 2, 4, 8, 16)
     text_users: tuple[int, ...] = (1, 8, 16, 32, 64)
     naive_users: tuple[int, ...] = (1, 2, 4)
+    text_rates: tuple[float, ...] = (100.0, 200.0, 400.0, 600.0, 800.0)  # open loop, Poisson
     duration_s: float = 8.0
     warmup_s: float = 3.0
     latency_s: float = 5.0  # in-process concurrency-1 timing per pipeline
@@ -90,7 +91,11 @@ class SuiteResult:
 
     def run(self, model: str, protocol: str, shm: bool = False) -> BenchRun:
         """The run of a model over a protocol."""
-        return next(r for r in self.runs if (r.model, r.protocol, r.shm) == (model, protocol, shm))
+        return next(
+            r
+            for r in self.runs
+            if (r.model, r.protocol, r.shm, r.open_loop) == (model, protocol, shm, False)
+        )
 
 
 def run_suite(options: SuiteOptions) -> tuple[SuiteResult, dict[str, object]]:
@@ -133,6 +138,23 @@ def run_suite(options: SuiteOptions) -> tuple[SuiteResult, dict[str, object]]:
             bench("resnet50_image", "http", (1,))
             bench("minilm", "grpc", options.text_users)
             bench("minilm_text", "grpc", options.text_users)
+            log.info("minilm_text over grpc, open loop: %s/s", list(options.text_rates))
+            open_loop = BenchOptions(
+                model="minilm_text",
+                protocol="grpc",
+                url=server.grpc_url,
+                stats_url=server.http_url,
+                users=(max(options.text_users),),
+                rates=options.text_rates,
+                arrival="poisson",
+                duration_s=options.duration_s,
+                warmup_s=options.warmup_s,
+                repository=options.repository,
+                limit_seconds=0.0,
+            )
+            rate_run = run_bench(open_loop)
+            rate_run.notes.append("Open loop: Poisson arrivals at each offered rate.")
+            result.runs.append(rate_run)
             for protocol in ("http", "grpc"):
                 bench("digits_cnn", protocol, (1,))
         result.runs.append(run_naive(repository, options))
@@ -146,7 +168,7 @@ def measure_limits(repository: ModelRepository, result: SuiteResult, seconds: fl
     """Each run's limit at its formed batch; one measurement per model and batch size."""
     measured: dict[tuple[str, int], Throughput] = {}
     for run in result.runs:
-        if run.protocol == "naive" or run.model not in LIMITED:
+        if run.protocol == "naive" or run.model not in LIMITED or run.open_loop:
             continue
         key = (limit_model(run.model), limit_batch(repository, run))
         if key not in measured:
@@ -222,7 +244,10 @@ def cpu_explanation(run: BenchRun) -> str:
         f"at saturation each request cost {best.client_cpu_ms:.2f} ms of load-generator CPU and "
         f"{best.server_cpu_ms:.2f} ms of server CPU, against {limit_ms:.2f} core-ms per sample "
         f"in-process; on {cores:.0f} shared cores that caps throughput at "
-        f"{cores * 1000.0 / (best.client_cpu_ms + best.server_cpu_ms):.0f} req/s"
+        f"{cores * 1000.0 / (best.client_cpu_ms + best.server_cpu_ms):.0f} req/s. The server's "
+        f"{best.server_cpu_ms - limit_ms:.2f} ms above the in-process cost is the serving path "
+        "(the request's way through Triton, and the Python-backend hop of the embedded server: "
+        "inputs copied into the stub's shared memory, the stub round trip, outputs copied back)"
     )
 
 
