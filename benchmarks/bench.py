@@ -118,6 +118,7 @@ def run_bench(options: BenchOptions) -> BenchRun:
     """Sweep the levels, then time the served artifact in-process at the batch Triton formed."""
     levels = run_load_test(load_spec(options))
     run = BenchRun(options.model, options.protocol, options.shm, levels)
+    run.limit_model = limit_model(options.model)
     if options.limit_seconds > 0 and options.protocol != "naive":
         attach_limit(run, ModelRepository(options.repository), options.limit_seconds)
     return run

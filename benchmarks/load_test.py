@@ -74,6 +74,7 @@ class LevelResult:
     locust_failures: int
     delayed: int = 0  # open loop: calls sent more than the tolerance after their slot
     late_p99_ms: float = 0.0
+    send_window_s: float = 0.0  # from opening the window to closing it for new calls
     client_cpu_ms: float = 0.0  # CPU time of the load generator per call (all its threads)
     server_cpu_ms: float = (
         0.0  # CPU time of the server and its model processes per call; 0: unknown
@@ -92,7 +93,8 @@ class LevelResult:
             return ""
         sent = self.requests + self.failures
         delayed = self.delayed / sent if sent else 1.0
-        achieved = sent / self.duration_s if self.duration_s else 0.0
+        window = self.send_window_s or self.duration_s
+        achieved = sent / window if window else 0.0
         if delayed <= DELAYED_WARNING_FRACTION and achieved >= REACHED_FRACTION * self.level.rate:
             return ""
         return (

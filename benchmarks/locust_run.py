@@ -114,6 +114,7 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     opened = time.perf_counter()
     users.TRAFFIC.open.set()
     gevent.sleep(spec.duration_s)
+    send_window = time.perf_counter() - opened
     drain()
     elapsed = time.perf_counter() - opened
     client_cpu = time.process_time() - cpu_before[0]
@@ -133,6 +134,7 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
         recorder.delayed,
     )
     result.server = breakdown(before, after)
+    result.send_window_s = send_window
     calls = max(1, result.requests + result.failures)
     result.client_cpu_ms = client_cpu * 1000.0 / calls
     result.server_cpu_ms = server_cpu * 1000.0 / calls
