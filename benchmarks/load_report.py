@@ -11,6 +11,7 @@ from pathlib import Path
 from .baselines import Throughput
 from .fingerprint import render as render_fingerprint
 from .load_test import LevelResult
+from .report import markdown_table
 
 PHASE_LABELS = {
     "queue_ms": "queue",
@@ -66,42 +67,64 @@ class BenchRun:
         return served.avg_batch if served is not None else 1.0
 
 
+LEVEL_COLUMNS = (
+    "load", "req/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "ok", "failed", "Triton count",
+    "avg batch", "client CPU ms/req", "server CPU ms/req", "note",
+)  # fmt: skip
+BREAKDOWN_COLUMNS = (
+    "load", "model", "requests", "avg batch", "queue ms", "input ms", "infer ms", "output ms",
+    "server ms", "client mean ms",
+)  # fmt: skip
+
+
 def levels_table(run: BenchRun) -> str:
     """Client-side numbers per level, with Triton's count beside Locust's."""
-    lines = [
-        "| load | req/s | p50 ms | p90 ms | p95 ms | p99 ms | ok | failed | Triton count | "
-        "avg batch | client CPU ms/req | server CPU ms/req | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for level in run.levels:
         served = level.served(run.model)
         limit_row = level.served(run.limit_model or run.model)
-        lines.append(
-            f"| {level.level.label} | {level.throughput_rps:.1f} | {level.p50_ms:.2f} | "
-            f"{level.p90_ms:.2f} | {level.p95_ms:.2f} | {level.p99_ms:.2f} | {level.requests} | "
-            f"{level.failures} | {served.requests if served else '–'} | "
-            f"{limit_row.avg_batch if limit_row else 0:.2f} | {level.client_cpu_ms:.2f} | "
-            f"{level.server_cpu_ms or float('nan'):.2f} | {level.rate_warning()} |"
+        rows.append(
+            (
+                level.level.label,
+                f"{level.throughput_rps:.1f}",
+                *(f"{value:.2f}" for value in (level.p50_ms, level.p90_ms, level.p95_ms)),
+                f"{level.p99_ms:.2f}",
+                level.requests,
+                level.failures,
+                served.requests if served else "–",
+                f"{limit_row.avg_batch if limit_row else 0:.2f}",
+                f"{level.client_cpu_ms:.2f}",
+                f"{level.server_cpu_ms or float('nan'):.2f}",
+                level.rate_warning(),
+            )
         )
-    return "\n".join(lines)
+    return markdown_table(LEVEL_COLUMNS, rows)
 
 
 def breakdown_table(run: BenchRun) -> str:
     """Triton's per-model time per request at each level, next to the client's mean."""
-    lines = [
-        "| load | model | requests | avg batch | queue ms | input ms | infer ms | output ms | "
-        "server ms | client mean ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    rows = [
+        (
+            level.level.label,
+            row.model,
+            row.requests,
+            f"{row.avg_batch:.2f}",
+            *(
+                f"{value:.3f}"
+                for value in (
+                    row.queue_ms,
+                    row.compute_input_ms,
+                    row.compute_infer_ms,
+                    row.compute_output_ms,
+                    row.request_ms,
+                )
+            ),
+            f"{level.mean_ms:.2f}" if row.model == run.model else "",
+        )
+        for level in run.levels
+        for row in level.server
     ]
-    for level in run.levels:
-        for row in level.server:
-            client = f"{level.mean_ms:.2f}" if row.model == run.model else ""
-            lines.append(
-                f"| {level.level.label} | {row.model} | {row.requests} | {row.avg_batch:.2f} | "
-                f"{row.queue_ms:.3f} | {row.compute_input_ms:.3f} | {row.compute_infer_ms:.3f} | "
-                f"{row.compute_output_ms:.3f} | {row.request_ms:.3f} | {client} |"
-            )
-    return "\n".join(lines)
+    return markdown_table(BREAKDOWN_COLUMNS, rows)
 
 
 def errors_section(run: BenchRun) -> str:

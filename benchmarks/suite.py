@@ -29,6 +29,7 @@ from .bench import BenchOptions, limit_batch, limit_model, run_bench
 from .fingerprint import fingerprint
 from .fingerprint import render as render_fingerprint
 from .load_report import BenchRun, plot_run, render_run, write_run_files
+from .report import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -326,49 +327,98 @@ def goals(result: SuiteResult) -> list[Goal]:
 
 def goals_table(items: Sequence[Goal]) -> str:
     """Markdown: goal, target, measured, met."""
-    lines = ["| goal | target | measured | met |", "|---|---|---|---|"]
-    for goal in items:
-        lines.append(
-            f"| {goal.name} | {goal.target} | {goal.measured} | {'yes' if goal.met else '**no**'} |"
-        )
+    table = markdown_table(
+        ("goal", "target", "measured", "met"),
+        ((g.name, g.target, g.measured, "yes" if g.met else "**no**") for g in items),
+    )
     misses = [f"- **{goal.name}** missed: {goal.why}." for goal in items if goal.why]
-    return "\n".join(lines + (["", *misses] if misses else []))
+    return "\n".join([table, *(["", *misses] if misses else [])])
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    """One step of the overhead ladder."""
+
+    label: str
+    p50_ms: float  # at one user
+    one_user_rps: float
+    saturation_rps: float
+    saturation_at: str
+    client_cpu_ms: float | None  # per request at saturation; None in-process
+
+
+LADDER = (("http", False), ("grpc", False), ("http", True), ("grpc", True))
+
+
+def ladder_steps(result: SuiteResult) -> list[LadderStep]:
+    """resnet50 in-process, then over each transport."""
+    limits = [r.limit.samples_per_s for r in result.runs if r.model == "resnet50" and r.limit]
+    p50 = result.ladder_in_process_p50_ms
+    steps = [
+        LadderStep(
+            "in-process (served artifact; batch 1 / formed batch)",
+            p50,
+            1000.0 / p50,
+            float(np.median(limits)),
+            "median of the runs' limits",
+            None,
+        )
+    ]
+    for protocol, shm in LADDER:
+        run = result.run("resnet50", protocol, shm)
+        one = next(level for level in run.levels if level.level.users == 1)
+        best = run.saturation()
+        steps.append(
+            LadderStep(
+                f"Triton over {protocol}{' + system shm' if shm else ''}",
+                one.p50_ms,
+                one.throughput_rps,
+                best.throughput_rps,
+                best.level.label,
+                best.client_cpu_ms,
+            )
+        )
+    return steps
 
 
 def ladder_table(result: SuiteResult) -> str:
     """resnet50 at concurrency 1 and at saturation, one step of the transport at a time."""
-    limits = [r.limit.samples_per_s for r in result.runs if r.model == "resnet50" and r.limit]
-    lines = [
-        "| step | p50 ms at 1 user | req/s at 1 user | saturation req/s | client CPU ms/req |",
-        "|---|---|---|---|---|",
-        "| in-process (served artifact; batch 1 / formed batch) | "
-        f"{result.ladder_in_process_p50_ms:.2f} | {1000.0 / result.ladder_in_process_p50_ms:.1f} | "
-        f"{np.median(limits):.1f} (median of the runs' limits) | – |",
-    ]
-    for protocol, shm in (("http", False), ("grpc", False), ("http", True), ("grpc", True)):
-        run = result.run("resnet50", protocol, shm)
-        one = next(level for level in run.levels if level.level.users == 1)
-        best = run.saturation()
-        lines.append(
-            f"| Triton over {run.title.split(' over ')[1]} | {one.p50_ms:.2f} | "
-            f"{one.throughput_rps:.1f} | {best.throughput_rps:.1f} ({best.level.label}) | "
-            f"{best.client_cpu_ms:.2f} |"
+    header = (
+        "step",
+        "p50 ms at 1 user",
+        "req/s at 1 user",
+        "saturation req/s",
+        "client CPU ms/req",
+    )
+    rows = (
+        (
+            step.label,
+            f"{step.p50_ms:.2f}",
+            f"{step.one_user_rps:.1f}",
+            f"{step.saturation_rps:.1f} ({step.saturation_at})",
+            "–" if step.client_cpu_ms is None else f"{step.client_cpu_ms:.2f}",
         )
-    return "\n".join(lines)
+        for step in ladder_steps(result)
+    )
+    return markdown_table(header, rows)
 
 
 def overhead_table(result: SuiteResult) -> str:
     """Concurrency-1 p50, served against in-process."""
-    lines = [
-        "| model | protocol | served p50 ms | in-process p50 ms | overhead ms | in-process path |",
-        "|---|---|---|---|---|---|",
-    ]
-    for o in result.overheads:
-        lines.append(
-            f"| {o.model} | {o.protocol} | {o.served_p50_ms:.2f} | {o.in_process_p50_ms:.2f} | "
-            f"{o.overhead_ms:.2f} | {o.in_process} |"
-        )
-    return "\n".join(lines)
+    header = (
+        "model",
+        "protocol",
+        "served p50 ms",
+        "in-process p50 ms",
+        "overhead ms",
+        "in-process path",
+    )
+    rows = (
+        (o.model, o.protocol, f"{o.served_p50_ms:.2f}", f"{o.in_process_p50_ms:.2f}",
+         f"{o.overhead_ms:.2f}", o.in_process)
+        for o in result.overheads
+    )  # fmt: skip
+    return markdown_table(header, rows)
 
 
 def plot_ladder(result: SuiteResult, folder: Path) -> str:
@@ -378,18 +428,12 @@ def plot_ladder(result: SuiteResult, folder: Path) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [("in-process", result.ladder_in_process_p50_ms, 0.0)]
-    for protocol, shm in (("http", False), ("grpc", False), ("http", True), ("grpc", True)):
-        run = result.run("resnet50", protocol, shm)
-        one = next(level for level in run.levels if level.level.users == 1)
-        steps.append(
-            (protocol + (" + shm" if shm else ""), one.p50_ms, run.saturation().throughput_rps)
-        )
-    limits = [r.limit.samples_per_s for r in result.runs if r.model == "resnet50" and r.limit]
+    steps = ladder_steps(result)
+    labels = [step.label.removeprefix("Triton over ").split(" (")[0] for step in steps]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.bar([s[0] for s in steps], [s[1] for s in steps], color="tab:blue")
+    left.bar(labels, [step.p50_ms for step in steps], color="tab:blue")
     left.set(title="resnet50: p50 latency at 1 user", ylabel="ms")
-    right.bar([s[0] for s in steps], [s[2] or float(np.median(limits)) for s in steps])
+    right.bar(labels, [step.saturation_rps for step in steps], color="tab:green")
     right.set(title="resnet50: throughput at saturation", ylabel="requests/s")
     for axis in (left, right):
         axis.tick_params(axis="x", rotation=30)
