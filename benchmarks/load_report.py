@@ -190,7 +190,8 @@ def plot_run(run: BenchRun, folder: Path) -> list[str]:
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.plot(labels, [level.throughput_rps for level in run.levels], marker="o", label="served")
     if run.limit is not None:
-        axis.axhline(run.limit.samples_per_s, linestyle="--", color="gray", label="in-process")
+        label = f"{run.limit_model} in-process limit (batch {run.limit.batch})"
+        axis.axhline(run.limit.samples_per_s, linestyle="--", color="gray", label=label)
     axis.set(title=f"{run.title}: throughput", xlabel="load", ylabel="requests/s")
     axis.legend()
     names.append(_save(figure, folder / f"{run.slug}-throughput.png"))

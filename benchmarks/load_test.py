@@ -98,8 +98,8 @@ class LevelResult:
         if delayed <= DELAYED_WARNING_FRACTION and achieved >= REACHED_FRACTION * self.level.rate:
             return ""
         return (
-            f"offered {self.level.rate:g}/s was not reached: achieved {achieved:.1f}/s, "
-            f"{delayed:.0%} of calls sent late (p99 {self.late_p99_ms:.1f} ms behind schedule); "
+            f"offered {self.level.rate:g}/s was not held: {achieved:.1f}/s sent, "
+            f"{delayed:.0%} of calls late (p99 {self.late_p99_ms:.1f} ms behind schedule); "
             f"add users (--users) or lower the rate"
         )
 

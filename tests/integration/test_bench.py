@@ -82,8 +82,8 @@ def test_an_unreachable_offered_rate_is_reported_as_not_reached(
         "--users", "1", "--rate", "100000",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "offered 100000/s was not reached" in result.stdout
-    assert "offered 100000/s was not reached" in (tmp_path / "report.md").read_text()
+    assert "offered 100000/s was not held" in result.stdout
+    assert "offered 100000/s was not held" in (tmp_path / "report.md").read_text()
 
 
 def test_every_failed_request_is_counted_with_its_error_and_fails_the_command(
