@@ -15,6 +15,7 @@ from .errors import (
     InferenceTimeoutError,
     InvalidInputError,
     ModelNotFoundError,
+    ServerOverloadedError,
     ServerUnavailableError,
     map_error,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "Protocol",
+    "ServerOverloadedError",
     "ServerUnavailableError",
     "TensorInfo",
     "TextClassifier",

@@ -32,6 +32,10 @@ class ServerUnavailableError(ClientError):
     """The server cannot be reached or refuses work: connection errors, HTTP 503, UNAVAILABLE."""
 
 
+class ServerOverloadedError(ServerUnavailableError):
+    """The model's queue is full and the server shed the request at once; safe to retry later."""
+
+
 class InferenceTimeoutError(ClientError):
     """The call ran past the client timeout: socket/asyncio timeouts, gRPC DEADLINE_EXCEEDED."""
 
@@ -76,6 +80,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (Exception, *_TIMEOUT_TYPES)
 _NOT_FOUND_STATUSES = frozenset({"404", "StatusCode.NOT_FOUND"})
 _INVALID_STATUSES = frozenset({"400", "StatusCode.INVALID_ARGUMENT"})
 _UNAVAILABLE_STATUSES = frozenset({"502", "503", "StatusCode.UNAVAILABLE"})
+OVERLOAD_MESSAGE = "exceeds maximum queue size"  # Triton's words when a model's queue is full
 _TIMEOUT_STATUSES = frozenset({"408", "504", "StatusCode.DEADLINE_EXCEEDED"})
 
 
@@ -97,7 +102,8 @@ def _class_for_status(status: str | None, message: str) -> type[ClientError]:
     if status in _INVALID_STATUSES:
         return InvalidInputError
     if status in _UNAVAILABLE_STATUSES:
-        return ServerUnavailableError
+        overloaded = OVERLOAD_MESSAGE in message.lower()
+        return ServerOverloadedError if overloaded else ServerUnavailableError
     if status in _TIMEOUT_STATUSES:
         return InferenceTimeoutError
     return InferenceFailedError

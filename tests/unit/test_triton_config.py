@@ -25,6 +25,10 @@ def test_model_config_round_trips_through_the_proto(name: str, tmp_path: Path) -
         spec.batching.preferred_batch_sizes
     )
     assert parsed.dynamic_batching.max_queue_delay_microseconds == spec.batching.max_queue_delay_us
+    policy = parsed.dynamic_batching.default_queue_policy
+    assert policy.max_queue_size == spec.batching.queue_limit() > 0
+    assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
+    assert policy.allow_timeout_override
     assert parsed.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert [(i.name, tuple(i.dims)) for i in parsed.input] == [
         (t.name, t.dims) for t in spec.inputs
