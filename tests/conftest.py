@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -99,7 +99,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     return Exported(repository, results)
 
 
-def start_maas_serve(repository: Path, workdir: Path, exit_timeout: int = 10) -> RunningServer:
+def start_maas_serve(
+    repository: Path, workdir: Path, exit_timeout: int = 10, extra_args: Sequence[str] = ()
+) -> RunningServer:
     """Start `maas serve` as a user would, on free ports, and wait until it is ready."""
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     log = workdir / "maas-serve.out"
@@ -108,7 +110,7 @@ def start_maas_serve(repository: Path, workdir: Path, exit_timeout: int = 10) ->
         "--repository", str(repository),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port),
         "--metrics-port", str(metrics_port),
-        "--workdir", str(workdir), "--exit-timeout", str(exit_timeout),
+        "--workdir", str(workdir), "--exit-timeout", str(exit_timeout), *extra_args,
     ]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True)

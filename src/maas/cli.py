@@ -174,6 +174,14 @@ def serve_command(
         str,
         typer.Option(help="Variable-length batching: buckets (rows grouped by length) or longest."),
     ] = "buckets",
+    control_key: Annotated[
+        str,
+        typer.Option(
+            envvar="MAAS_CONTROL_KEY",
+            help="Turn model control on (load/unload over the API) for requests carrying this "
+            "key in the maas-control-key header; off when not given.",
+        ),
+    ] = "",
 ) -> None:
     """Run the real tritonserver on a repository until Ctrl-C or SIGTERM."""
     from maas.server.embedded import EmbeddedServer, ServerOptions
@@ -189,6 +197,7 @@ def serve_command(
             workdir=workdir,
             exit_timeout_s=exit_timeout,
             padding_strategy=padding,
+            control_key=control_key,
         )
         server = EmbeddedServer(options)
         server.start()

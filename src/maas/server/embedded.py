@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,6 +95,11 @@ def library_path(libraries: Path) -> str:
     return f"{libraries}:{current}" if current else str(libraries)
 
 
+CONTROL_HEADER = "maas-control-key"  # HTTP header of the model control key
+GRPC_CONTROL_HEADER = f"triton-grpc-protocol-{CONTROL_HEADER}"  # gRPC metadata: Triton's prefix
+CONTROL_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,}")
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """How to run the embedded server."""
@@ -108,8 +114,16 @@ class ServerOptions:
     startup_timeout_s: float = 180.0
     exit_timeout_s: int = 30  # how long shutdown waits for in-flight requests
     padding_strategy: str = "buckets"  # how adapters batch variable-length text rows
+    # Empty: model control off (the repository is served as it was at start). Set: models can be
+    # loaded and unloaded over the API, by requests carrying this key in CONTROL_HEADER only.
+    control_key: str = ""
 
     def __post_init__(self) -> None:
+        if self.control_key and not CONTROL_KEY_PATTERN.fullmatch(self.control_key):
+            raise ServerError(
+                "the control key must be 16 or more characters of letters, digits, '-' or '_' "
+                f"(got {len(self.control_key)} characters)"
+            )
         ports = (self.http_port, self.grpc_port, self.metrics_port)
         if len(set(ports)) != 3:
             raise ServerError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
@@ -134,6 +148,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def control_flags(key: str) -> list[str]:
+    """Triton flags for model control: off, or on with its API behind a key header."""
+    if not key:
+        return ["--model-control-mode=none"]
+    restricted = f"model-repository:{CONTROL_HEADER}={key}"  # api:header=value in 2.51
+    return [
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
+    ]
 
 
 class EmbeddedServer:
@@ -239,6 +266,7 @@ class EmbeddedServer:
             f"--log-verbose={options.log_verbose}",
             f"--exit-timeout-secs={options.exit_timeout_s}",
             "--strict-readiness=true",
+            *control_flags(options.control_key),
         ]
 
     def is_ready(self) -> bool:
