@@ -20,10 +20,12 @@ from .errors import (
     map_error,
 )
 from .image import AsyncImageClassifier, Classification, ImageClassifier, parse_classification
+from .retry import NO_RETRIES, RetryPolicy
 from .routing import InputKind, input_kind
 from .text import AsyncTextClassifier, AsyncTextEmbedder, TextClassifier, TextEmbedder
 
 __all__ = [
+    "NO_RETRIES",
     "AsyncImageClassifier",
     "AsyncModelClient",
     "AsyncTextClassifier",
@@ -40,6 +42,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "Protocol",
+    "RetryPolicy",
     "ServerOverloadedError",
     "ServerUnavailableError",
     "TensorInfo",

@@ -7,7 +7,8 @@ which tritonclient class they call and whether they await it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, NoReturn, TypeVar, cast
@@ -29,6 +30,7 @@ from .errors import (
     ServerUnavailableError,
     map_error,
 )
+from .retry import DEFAULT_RETRY, RetryPolicy, retrying, retrying_async
 
 Protocol = Literal["http", "grpc"]
 Array = npt.NDArray[Any]
@@ -105,6 +107,7 @@ class ClientOptions:
     protocol: Protocol = "http"
     timeout_s: float = 30.0
     version: str = ""
+    retry: RetryPolicy = DEFAULT_RETRY
 
     def __post_init__(self) -> None:
         """Refuse an unknown protocol or a url with a scheme."""
@@ -117,9 +120,19 @@ class ClientOptions:
         protocol: Protocol = "http",
         timeout_s: float = 30.0,
         version: str = "",
+        retry: RetryPolicy | None = None,
     ) -> ClientOptions:
         """Build options as the clients take them: no url means Triton's local default."""
-        return cls(resolve_url(url, check_protocol(protocol)), protocol, timeout_s, version)
+        url = resolve_url(url, check_protocol(protocol))
+        return cls(url, protocol, timeout_s, version, retry or DEFAULT_RETRY)
+
+
+def _poll_waits() -> Iterator[float]:
+    """Waits between readiness polls: 0.1 s doubling to 2 s, then 2 s for ever."""
+    wait = 0.1
+    while True:
+        yield wait
+        wait = min(2.0, wait * 2)
 
 
 # --- metadata and config -------------------------------------------------------------------
@@ -382,9 +395,11 @@ class _ModelClientBase:
         protocol: Protocol = "http",
         timeout_s: float = 30.0,
         version: str = "",
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.model = model
-        self.options = ClientOptions.create(url, protocol, timeout_s, version)
+        self.options = ClientOptions.create(url, protocol, timeout_s, version, retry)
+        self.retry = self.options.retry
         self.protocol = self.options.protocol
         self.url = self.options.url
         self.timeout_s = timeout_s
@@ -398,7 +413,9 @@ class _ModelClientBase:
     @classmethod
     def from_options(cls: type[_Client], model: str, options: ClientOptions) -> _Client:
         """Return a client for `model` with options already built, e.g. shared by two clients."""
-        return cls(model, options.url, options.protocol, options.timeout_s, options.version)
+        return cls(
+            model, options.url, options.protocol, options.timeout_s, options.version, options.retry
+        )
 
     def _open_transport(self) -> Any:
         """Return the tritonclient client, or None to open it on first use."""
@@ -428,12 +445,16 @@ class ModelClient(_ModelClientBase, Closable):
         """Model metadata and config, read from the server on first use."""
         if self._info is None:
             kwargs = self._info_kwargs
-            try:
-                metadata = self._client.get_model_metadata(self.model, self.version, **kwargs)
-                config = self._client.get_model_config(self.model, self.version, **kwargs)
-            except TRANSPORT_ERRORS as exc:
-                _raise_mapped(exc, self.model)
-            self._info = parse_model_info(metadata, config)
+
+            def fetch() -> ModelInfo:
+                try:
+                    metadata = self._client.get_model_metadata(self.model, self.version, **kwargs)
+                    config = self._client.get_model_config(self.model, self.version, **kwargs)
+                except TRANSPORT_ERRORS as exc:
+                    _raise_mapped(exc, self.model)
+                return parse_model_info(metadata, config)
+
+            self._info = retrying(fetch, self.retry)
         return self._info
 
     def infer(
@@ -448,17 +469,34 @@ class ModelClient(_ModelClientBase, Closable):
         a BYTES array of ``"score:index[:label]"`` entries for the top classes.
         """
         request = prepare_request(self.info, inputs, outputs, class_count, self.protocol)
-        try:
-            result = self._client.infer(
-                self.model,
-                request.inputs,
-                model_version=self.version,
-                outputs=request.outputs,
-                **self._call_kwargs,
-            )
-        except TRANSPORT_ERRORS as exc:
-            _raise_mapped(exc, self.model)
+
+        def attempt() -> Any:
+            try:
+                return self._client.infer(
+                    self.model,
+                    request.inputs,
+                    model_version=self.version,
+                    outputs=request.outputs,
+                    **self._call_kwargs,
+                )
+            except TRANSPORT_ERRORS as exc:
+                _raise_mapped(exc, self.model)
+
+        result = retrying(attempt, self.retry)  # only what the server did not run is retried
         return extract_outputs(result, request.output_names, self.model)
+
+    def wait_until_ready(self, timeout_s: float = 60.0) -> None:
+        """Block until the model is ready; ServerUnavailableError after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        for wait in _poll_waits():
+            if self.is_ready():
+                return
+            if time.monotonic() + wait > deadline:
+                raise ServerUnavailableError(
+                    f"model {self.model!r} at {self.url} was not ready within {timeout_s:g} s",
+                    model=self.model,
+                )
+            time.sleep(wait)
 
     def is_ready(self) -> bool:
         """Whether the server has the model loaded and ready; False if it cannot be reached."""
@@ -507,12 +545,16 @@ class AsyncModelClient(_ModelClientBase, AsyncClosable):
         """Model metadata and config, read from the server on first use."""
         if self._info is None:
             client, kwargs = self._connected(), self._info_kwargs
-            try:
-                metadata = await client.get_model_metadata(self.model, self.version, **kwargs)
-                config = await client.get_model_config(self.model, self.version, **kwargs)
-            except TRANSPORT_ERRORS as exc:
-                _raise_mapped(exc, self.model)
-            self._info = parse_model_info(metadata, config)
+
+            async def fetch() -> ModelInfo:
+                try:
+                    metadata = await client.get_model_metadata(self.model, self.version, **kwargs)
+                    config = await client.get_model_config(self.model, self.version, **kwargs)
+                except TRANSPORT_ERRORS as exc:
+                    _raise_mapped(exc, self.model)
+                return parse_model_info(metadata, config)
+
+            self._info = await retrying_async(fetch, self.retry)
         return self._info
 
     async def infer(
@@ -524,16 +566,20 @@ class AsyncModelClient(_ModelClientBase, AsyncClosable):
         """Run one inference; see `ModelClient.infer`."""
         info = await self.info()
         request = prepare_request(info, inputs, outputs, class_count, self.protocol)
-        try:
-            result = await self._connected().infer(
-                self.model,
-                request.inputs,
-                model_version=self.version,
-                outputs=request.outputs,
-                **self._call_kwargs,
-            )
-        except TRANSPORT_ERRORS as exc:
-            _raise_mapped(exc, self.model)
+
+        async def attempt() -> Any:
+            try:
+                return await self._connected().infer(
+                    self.model,
+                    request.inputs,
+                    model_version=self.version,
+                    outputs=request.outputs,
+                    **self._call_kwargs,
+                )
+            except TRANSPORT_ERRORS as exc:
+                _raise_mapped(exc, self.model)
+
+        result = await retrying_async(attempt, self.retry)
         return extract_outputs(result, request.output_names, self.model)
 
     async def is_ready(self) -> bool:

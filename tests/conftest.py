@@ -100,10 +100,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
 
 
 def start_maas_serve(
-    repository: Path, workdir: Path, exit_timeout: int = 10, extra_args: Sequence[str] = ()
+    repository: Path,
+    workdir: Path,
+    exit_timeout: int = 10,
+    extra_args: Sequence[str] = (),
+    ports: tuple[int, int, int] | None = None,
 ) -> RunningServer:
     """Start `maas serve` as a user would, on free ports, and wait until it is ready."""
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
     log = workdir / "maas-serve.out"
     command = [
         sys.executable, "-m", "maas.cli", "serve",

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from maas.benchmarks.workloads import sample_jpeg
-from maas.clients import AsyncModelClient, ClientError, ModelClient, Protocol, ServerOverloadedError
+from maas.clients import (
+    NO_RETRIES,
+    AsyncModelClient,
+    ClientError,
+    ModelClient,
+    Protocol,
+    ServerOverloadedError,
+)
 from maas.export.registry import get_spec
 from tests.conftest import Exported, RunningServer
 
@@ -18,7 +25,10 @@ DEADLINE_S = 60.0
 
 async def flood(model: str, url: str, protocol: Protocol, inputs: dict, count: int) -> list:  # type: ignore[type-arg]
     """`count` requests at once from one client; each outcome is a result or the error raised."""
-    async with AsyncModelClient(model, url=url, protocol=protocol, timeout_s=DEADLINE_S) as client:
+    # No client retries: this measures the server's own shedding.
+    async with AsyncModelClient(
+        model, url=url, protocol=protocol, timeout_s=DEADLINE_S, retry=NO_RETRIES
+    ) as client:
         await client.infer(inputs)  # metadata and connection first
         calls = [client.infer(inputs) for _ in range(count)]
         return await asyncio.gather(*calls, return_exceptions=True)

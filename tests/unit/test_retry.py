@@ -1,0 +1,91 @@
+"""Retries: only what the server did not run, with jittered backoff, within a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from maas.clients import InvalidInputError, RetryPolicy, ServerOverloadedError
+from maas.clients.errors import ServerUnavailableError
+from maas.clients.retry import retrying, retrying_async
+
+
+class Flaky:
+    """Fails with `error` the first `failures` times, then returns 'ok'."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        self.error, self.failures, self.calls = error, failures, 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return "ok"
+
+
+def test_unavailable_and_overloaded_are_retried_until_they_succeed() -> None:
+    waits: list[float] = []
+    policy = RetryPolicy(attempts=5, initial_backoff_s=0.1, max_backoff_s=0.3)
+    for error in (ServerUnavailableError("down"), ServerOverloadedError("queue full")):
+        call = Flaky(error, failures=3)
+        assert retrying(call, policy, sleep=waits.append) == "ok"
+        assert call.calls == 4
+    assert len(waits) == 6
+    assert all(0.0 <= wait <= 0.3 for wait in waits)
+
+
+def test_what_the_server_rejected_is_never_retried() -> None:
+    call = Flaky(InvalidInputError("bad shape"), failures=1)
+    with pytest.raises(InvalidInputError):
+        retrying(call, RetryPolicy(attempts=5), sleep=lambda _: None)
+    assert call.calls == 1
+
+
+def test_the_last_error_is_raised_when_attempts_run_out() -> None:
+    call = Flaky(ServerUnavailableError("down"), failures=10)
+    with pytest.raises(ServerUnavailableError, match="down"):
+        retrying(call, RetryPolicy(attempts=3), sleep=lambda _: None)
+    assert call.calls == 3
+
+
+def test_no_retry_starts_past_the_deadline() -> None:
+    call = Flaky(ServerUnavailableError("down"), failures=10)
+    policy = RetryPolicy(attempts=10, initial_backoff_s=1.0, max_backoff_s=1.0, deadline_s=0.001)
+    rng_waits = list(policy.backoffs(random.Random(0)))
+    assert any(wait > 0.001 for wait in rng_waits)
+    with pytest.raises(ServerUnavailableError):
+        retrying(call, policy, sleep=lambda _: None)
+    assert call.calls < 10
+
+
+def test_backoff_ceilings_grow_exponentially_and_are_capped() -> None:
+    policy = RetryPolicy(attempts=8, initial_backoff_s=0.1, max_backoff_s=0.8, multiplier=2.0)
+    samples = [list(policy.backoffs(random.Random(seed))) for seed in range(300)]
+    ceilings = [max(column) for column in zip(*samples, strict=True)]
+    assert ceilings[0] <= 0.1 and ceilings[1] <= 0.2 and ceilings[2] <= 0.4
+    assert max(ceilings) <= 0.8 and ceilings[-1] > 0.6  # capped, and jitter spans the range
+
+
+def test_async_retries_behave_the_same() -> None:
+    attempts = 0
+
+    async def call() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise ServerUnavailableError("down")
+        return "ok"
+
+    policy = RetryPolicy(attempts=4, initial_backoff_s=0.001, max_backoff_s=0.002)
+    assert asyncio.run(retrying_async(call, policy)) == "ok"
+    assert attempts == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"attempts": 0}, {"initial_backoff_s": 2.0, "max_backoff_s": 1.0}, {"deadline_s": 0}]
+)
+def test_impossible_policies_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
