@@ -85,8 +85,21 @@ def server_cpu_s(pid: int) -> float:
 
 
 def snapshot(spec: LoadSpec) -> Snapshot:
-    """The server's counters, or nothing for a run without a Triton server."""
-    return fetch_snapshot(spec.stats_url) if spec.stats_url else {}
+    """The server's counters once they stop moving, or nothing without a Triton server.
+
+    Triton counts a request when it releases it, just after sending the response, so a read
+    right after the last response may miss it: read until two reads agree.
+    """
+    if not spec.stats_url:
+        return {}
+    current = fetch_snapshot(spec.stats_url)
+    for _ in range(20):
+        gevent.sleep(0.02)
+        latest = fetch_snapshot(spec.stats_url)
+        if latest == current:
+            break
+        current = latest
+    return current
 
 
 def start_users(environment: Environment, level: Level) -> None:

@@ -199,6 +199,14 @@ def serve_command(
             padding_strategy=padding,
             control_key=control_key,
         )
+        # Handlers first: a stop asked for while the server starts is honoured once it is up.
+        stopping = threading.Event()
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            stopping.set()  # only flag it: stopping inside a signal handler can deadlock on wait()
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
         server = EmbeddedServer(options)
         server.start()
         for model in server.served:
@@ -208,13 +216,6 @@ def serve_command(
         )
         typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
 
-        stopping = threading.Event()
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            stopping.set()  # only flag it: stopping inside a signal handler can deadlock on wait()
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
         while not stopping.wait(0.5):
             if server.returncode is not None:
                 raise ServerError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,6 +23,16 @@ def model_counts(server: RunningServer, model: str) -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 
+def settled_counts(server: RunningServer, expected: int) -> tuple[int, int]:
+    """Triton counts a request when it is released, just after its response: wait for that."""
+    deadline = time.monotonic() + 5.0
+    while (counts := model_counts(server, "digits_cnn"))[0] < expected and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    return counts
+
+
 def test_concurrent_requests_are_batched_into_fewer_executions(
     server: RunningServer, exported: Exported
 ) -> None:
@@ -36,7 +47,7 @@ def test_concurrent_requests_are_batched_into_fewer_executions(
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(one_request, range(CONCURRENT_REQUESTS)))
-    inferences, executions = model_counts(server, "digits_cnn")
+    inferences, executions = settled_counts(server, inferences_before + CONCURRENT_REQUESTS)
     assert inferences - inferences_before == CONCURRENT_REQUESTS
     assert executions - executions_before < CONCURRENT_REQUESTS
     assert all(result.shape == (1, 10) for result in results)
