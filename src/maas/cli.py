@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from maas.errors import ExportError, MaasError, ServerError
+from maas.errors import ExportError, MaasError
 
 if TYPE_CHECKING:
     from maas.clients import Classification
@@ -182,12 +182,27 @@ def serve_command(
             "key in the maas-control-key header; off when not given.",
         ),
     ] = "",
+    allow_unprotected_http: Annotated[
+        bool,
+        typer.Option(
+            help="Where nginx is missing, serve Triton's own HTTP port publicly anyway "
+            "(one malformed request can crash it); otherwise HTTP stays on loopback."
+        ),
+    ] = False,
+    max_body_mb: Annotated[
+        float, typer.Option(min=1, help="Largest HTTP request body the front lets through.")
+    ] = 32,
 ) -> None:
-    """Run the real tritonserver on a repository until Ctrl-C or SIGTERM."""
-    from maas.server.embedded import EmbeddedServer, ServerOptions
+    """Run the real tritonserver behind its HTTP front until Ctrl-C or SIGTERM.
 
+    If tritonserver dies it is restarted with backoff; readiness is false meanwhile.
+    """
+    from maas.server.embedded import ServerOptions
+    from maas.server.stack import ServingStack, StackOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with user_errors():
-        options = ServerOptions(
+        server_options = ServerOptions(
             repository=repository,
             http_port=http_port,
             grpc_port=grpc_port,
@@ -199,6 +214,11 @@ def serve_command(
             padding_strategy=padding,
             control_key=control_key,
         )
+        options = StackOptions(
+            server_options,
+            allow_unprotected_http=allow_unprotected_http,
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+        )
         # Handlers first: a stop asked for while the server starts is honoured once it is up.
         stopping = threading.Event()
 
@@ -207,20 +227,17 @@ def serve_command(
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
-        server = EmbeddedServer(options)
+        server = ServingStack(options)
         server.start()
         for model in server.served:
             typer.echo(f"model {model.name:24} {model.backend:12} served {model.served_by}")
         typer.echo(
             f"HTTP    {server.http_url}\ngRPC    {server.grpc_url}\nmetrics {server.metrics_url}"
         )
+        typer.echo(f"HTTP is guarded by: {server.http_protection}")
         typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
-
         while not stopping.wait(0.5):
-            if server.returncode is not None:
-                raise ServerError(
-                    f"tritonserver exited with code {server.returncode}:\n{server.log_tail()}"
-                )
+            pass  # the watchdog keeps the server up; a signal ends this
         typer.echo("stopping: waiting for in-flight requests …", err=True)
         server.stop()
 
@@ -387,6 +404,33 @@ def bench_suite_command(
         for goal in goals(result):
             typer.echo(f"{'met   ' if goal.met else 'MISSED'} {goal.name}: {goal.measured}")
         typer.echo(f"report  {path}")
+
+
+@app.command("bench-front")
+def bench_front_command(
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("benchmarks/results/front"),
+    rounds: Annotated[int, typer.Option(min=1, help="Alternating rounds per case.")] = 3,
+    duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds per run.")] = 10.0,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Unmeasured seconds per run.")] = 2.0,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """What the HTTP front costs: the same load through nginx and straight to Triton."""
+    from maas.benchmarks.front_overhead import (
+        FrontBenchOptions,
+        run_front_overhead,
+        write_front_report,
+    )
+
+    setup_logging()
+    with user_errors():
+        options = FrontBenchOptions(repository, out, rounds, duration, warmup)
+        results, print_ = run_front_overhead(options)
+        for result in results:
+            typer.echo(
+                f"{result.case.model} {result.case.users} user(s): throughput front/direct "
+                f"{result.throughput_ratio:.3f}, p50 added {result.p50_added_ms:+.3f} ms"
+            )
+        typer.echo(f"report  {write_front_report(results, options, print_)}")
 
 
 @app.command("bench-padding")

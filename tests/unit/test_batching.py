@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maas.server.batching import group_rows, length_buckets, pad_and_stack, positions, split_rows
+from maas.server.batching import (
+    group_rows,
+    length_buckets,
+    pad_and_stack,
+    positions,
+    real_length,
+    split_rows,
+)
 
 
 def test_length_buckets_keep_each_bucket_within_the_waste_bound() -> None:
@@ -51,3 +58,10 @@ def test_length_buckets_never_lose_or_repeat_rows(waste: float) -> None:
     lengths = list(np.random.default_rng(0).integers(1, 300, size=200))
     buckets = length_buckets([int(n) for n in lengths], waste)
     assert sorted(i for bucket in buckets for i in bucket) == list(range(200))
+
+
+def test_a_rows_length_ends_at_its_last_real_token_and_is_never_zero() -> None:
+    assert real_length(np.array([1, 1, 1, 0, 0])) == 3
+    assert real_length(np.array([1, 0, 1, 0])) == 3  # a hole is not the end
+    assert real_length(np.array([0, 0, 2, 0])) == 3  # any non-zero value counts
+    assert real_length(np.array([0, 0, 0])) == 1  # an empty sequence would fail in the runtime

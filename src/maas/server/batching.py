@@ -51,6 +51,16 @@ def pad_and_stack(rows: list[np.ndarray]) -> np.ndarray:
     return stacked
 
 
+def real_length(mask: np.ndarray) -> int:
+    """Positions up to the mask's last non-zero entry, at least one: what follows is padding.
+
+    Not the mask's sum: a mask with holes or other values than 0/1 must not cut real tokens,
+    and an all-zero mask still needs one position (an empty sequence fails in the runtime).
+    """
+    nonzero = np.flatnonzero(mask)
+    return int(nonzero[-1]) + 1 if nonzero.size else 1
+
+
 def split_rows(
     feeds: list[Arrays], padding_mask: str | None
 ) -> tuple[dict[str, list[np.ndarray]], list[int] | None]:
@@ -59,7 +69,7 @@ def split_rows(
     rows = {name: [row for feed in feeds for row in feed[name]] for name in names}
     if padding_mask is None:
         return rows, None
-    lengths = [int(row.sum()) for row in rows[padding_mask]]
+    lengths = [real_length(row) for row in rows[padding_mask]]
     trimmed = {
         name: [row[:n] for row, n in zip(values, lengths, strict=True)]
         for name, values in rows.items()

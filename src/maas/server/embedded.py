@@ -117,6 +117,7 @@ class ServerOptions:
     # Empty: model control off (the repository is served as it was at start). Set: models can be
     # loaded and unloaded over the API, by requests carrying this key in CONTROL_HEADER only.
     control_key: str = ""
+    http_host: str = ""  # where Triton's HTTP port binds; host if empty (loopback behind a front)
 
     def __post_init__(self) -> None:
         if self.control_key and not CONTROL_KEY_PATTERN.fullmatch(self.control_key):
@@ -175,9 +176,14 @@ class EmbeddedServer:
         self.log_path = Path()
 
     @property
+    def http_host(self) -> str:
+        """The address Triton's HTTP port binds."""
+        return self.options.http_host or self.options.host
+
+    @property
     def http_url(self) -> str:
         """host:port of the HTTP/REST endpoint."""
-        return f"{self.options.host}:{self.options.http_port}"
+        return f"{self.http_host}:{self.options.http_port}"
 
     @property
     def grpc_url(self) -> str:
@@ -191,6 +197,12 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         """Prepare the serving repository, start tritonserver and wait until it is ready."""
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> None:
+        """Prepare the serving repository and start tritonserver; do not wait for it."""
         distribution = TritonDistribution.locate()
         self._check_ports()
         self._prepare_workdir()
@@ -210,20 +222,16 @@ class EmbeddedServer:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        self.wait_ready()
-        return self
 
     def _check_ports(self) -> None:
         options = self.options
-        for label, port in (
-            ("HTTP", options.http_port),
-            ("gRPC", options.grpc_port),
-            ("metrics", options.metrics_port),
+        for label, host, port in (
+            ("HTTP", self.http_host, options.http_port),
+            ("gRPC", options.host, options.grpc_port),
+            ("metrics", options.host, options.metrics_port),
         ):
-            if not port_is_free(options.host, port):
-                raise ServerError(
-                    f"{label} port {port} on {options.host} is already in use; pick another"
-                )
+            if not port_is_free(host, port):
+                raise ServerError(f"{label} port {port} on {host} is already in use; pick another")
 
     def _prepare_workdir(self) -> None:
         if self.options.workdir is None:
@@ -257,7 +265,7 @@ class EmbeddedServer:
             f"--model-repository={serving}",
             f"--backend-directory={backends}",
             f"--cache-directory={self.workdir / 'cache'}",
-            f"--http-address={options.host}",
+            f"--http-address={self.http_host}",
             f"--http-port={options.http_port}",
             f"--grpc-address={options.host}",
             f"--grpc-port={options.grpc_port}",
@@ -299,6 +307,11 @@ class EmbeddedServer:
         errors = [line for line in text if line.startswith("E") or "failed to load" in line]
         shown = [*errors[-10:], "…", *text[-lines:]] if errors else text[-lines:]
         return "\n".join(shown)
+
+    @property
+    def running(self) -> bool:
+        """Whether the tritonserver process exists and has not ended."""
+        return self._process is not None and self._process.poll() is None
 
     @property
     def returncode(self) -> int | None:

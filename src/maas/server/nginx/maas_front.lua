@@ -1,0 +1,440 @@
+-- maas's HTTP front: checks an inference request against the model's own config before Triton
+-- sees it. Triton 2.51 sizes buffers from the shape a request declares before it checks
+-- max_batch_size (std::bad_alloc, abort) and crashes on a JSON document of 4 MiB or more;
+-- everything those requests need is in the JSON header, so it is all checked here.
+local cjson = require("cjson.safe")
+
+local _M = {}
+
+local settings = {
+  max_json_bytes = 3 * 1024 * 1024,
+  max_body_bytes = 32 * 1024 * 1024,
+  config_ttl_s = 5,
+}
+
+-- Bytes per element of each fixed-size datatype; BYTES is variable (4-byte length + bytes).
+local ELEMENT_BYTES = {
+  BOOL = 1, INT8 = 1, UINT8 = 1, INT16 = 2, UINT16 = 2, FP16 = 2, BF16 = 2,
+  INT32 = 4, UINT32 = 4, FP32 = 4, INT64 = 8, UINT64 = 8, FP64 = 8,
+}
+local MAX_NESTING = 32 -- data arrays nest at most as deep as a tensor's rank
+
+cjson.decode_max_depth(MAX_NESTING + 8)
+cjson.decode_invalid_numbers(false) -- NaN / Infinity are not JSON
+
+local configs = {} -- per worker: "model/version" -> { config = ..., expires = ... }
+
+function _M.configure(options)
+  for key, value in pairs(options) do
+    settings[key] = value
+  end
+end
+
+local function reject(status, message)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode({ error = message }))
+  return ngx.exit(status)
+end
+
+local function is_integer(value)
+  return type(value) == "number" and value == math.floor(value) and value >= 0
+    and value < 2 ^ 53
+end
+
+local function is_array(value)
+  if type(value) ~= "table" then
+    return false
+  end
+  local count = 0
+  for key, _ in pairs(value) do
+    if type(key) ~= "number" then
+      return false
+    end
+    count = count + 1
+  end
+  return count == #value
+end
+
+local function is_object(value)
+  return type(value) == "table" and (next(value) == nil or not is_array(value))
+end
+
+-- The model's config as Triton reports it, cached briefly per worker. Failure: status, body.
+local function model_config(model, version)
+  local key = model .. "/" .. (version or "")
+  local cached = configs[key]
+  local now = ngx.now()
+  if cached and cached.expires > now then
+    return cached.config
+  end
+  local path = "/v2/models/" .. ngx.escape_uri(model)
+  if version then
+    path = path .. "/versions/" .. ngx.escape_uri(version)
+  end
+  local reply = ngx.location.capture("/_maas_config" .. path .. "/config")
+  if reply.status ~= ngx.HTTP_OK then
+    return nil, reply.status, reply.body
+  end
+  local config = cjson.decode(reply.body)
+  if type(config) ~= "table" then
+    return nil, ngx.HTTP_SERVICE_UNAVAILABLE, cjson.encode({ error = "unreadable model config" })
+  end
+  configs[key] = { config = config, expires = now + settings.config_ttl_s }
+  return config
+end
+
+local function datatype_of(config_input)
+  local declared = config_input.data_type or ""
+  if declared == "TYPE_STRING" then
+    return "BYTES"
+  end
+  return (declared:gsub("^TYPE_", ""))
+end
+
+local function names(entries)
+  local listed = {}
+  for _, entry in ipairs(entries or {}) do
+    listed[#listed + 1] = tostring(entry.name)
+  end
+  return table.concat(listed, ", ")
+end
+
+local function find_named(entries, name)
+  for _, entry in ipairs(entries or {}) do
+    if entry.name == name then
+      return entry
+    end
+  end
+  return nil
+end
+
+-- The shape Triton would accept: batch dimension (when batching) then the config's dims.
+local function check_shape(model, config, config_input, shape)
+  local name = config_input.name
+  if not is_array(shape) or #shape == 0 then
+    return nil, ("input '%s' of model '%s': 'shape' must be a non-empty array of integers"):format(
+      name, model)
+  end
+  local dims = config_input.dims or {}
+  local max_batch = tonumber(config.max_batch_size) or 0
+  local batched = max_batch > 0 and 1 or 0
+  local expected = {}
+  if batched == 1 then
+    expected[1] = ("[1-%d]"):format(max_batch)
+  end
+  for _, dim in ipairs(dims) do
+    expected[#expected + 1] = tonumber(dim) < 0 and "n" or tostring(dim)
+  end
+  local wanted = "[" .. table.concat(expected, ", ") .. "]"
+  if #shape ~= #dims + batched then
+    return nil, ("input '%s' of model '%s' has shape of rank %d; expected %s"):format(
+      name, model, #shape, wanted)
+  end
+  local elements = 1
+  for index, size in ipairs(shape) do
+    if not is_integer(size) then
+      return nil, ("input '%s' of model '%s': shape entries must be non-negative integers; "
+        .. "expected %s"):format(name, model, wanted)
+    end
+    if batched == 1 and index == 1 then
+      if size < 1 or size > max_batch then
+        return nil, ("input '%s' of model '%s': batch of %d is outside 1-%d (max_batch_size); "
+          .. "expected %s"):format(name, model, size, max_batch, wanted)
+      end
+    else
+      local dim = tonumber(dims[index - batched])
+      if dim >= 0 and size ~= dim then
+        return nil, ("input '%s' of model '%s' has shape [%s]; expected %s"):format(
+          name, model, table.concat(shape, ", "), wanted)
+      end
+    end
+    elements = elements * size
+  end
+  return elements
+end
+
+local UNSIGNED = { UINT8 = true, UINT16 = true, UINT32 = true, UINT64 = true }
+local SIGNED = { INT8 = true, INT16 = true, INT32 = true, INT64 = true }
+
+-- Whether one JSON value can be an element of datatype (Triton's parser returns 500 otherwise).
+local function leaf_fits(datatype, item)
+  if datatype == "BOOL" then
+    return type(item) == "boolean"
+  elseif datatype == "BYTES" then
+    return type(item) == "string"
+  elseif type(item) ~= "number" then
+    return false
+  elseif UNSIGNED[datatype] then
+    return is_integer(item)
+  elseif SIGNED[datatype] then
+    return item == math.floor(item) and math.abs(item) < 2 ^ 63
+  end
+  return true
+end
+
+local LEAF_NAMES = { BOOL = "a boolean", BYTES = "a string" }
+
+-- Counts the leaves of a (possibly nested) JSON data array, checking each one's JSON type.
+local function count_data(data, datatype, depth)
+  if depth > MAX_NESTING then
+    return nil, "nested deeper than any tensor"
+  end
+  local count = 0
+  for _, item in ipairs(data) do
+    if type(item) == "table" then
+      if not is_array(item) then
+        return nil, "holds an object"
+      end
+      local inner, problem = count_data(item, datatype, depth + 1)
+      if not inner then
+        return nil, problem
+      end
+      count = count + inner
+    elseif not leaf_fits(datatype, item) then
+      local found = item == cjson.null and "null" or "a " .. type(item)
+      if type(item) == "number" then
+        found = "the number " .. tostring(item)
+      end
+      local wanted = LEAF_NAMES[datatype]
+        or (datatype:find("INT") and "an integer in " .. datatype .. "'s range" or "a number")
+      return nil, ("holds %s where %s was expected"):format(found, wanted)
+    else
+      count = count + 1
+    end
+  end
+  return count
+end
+
+
+-- Bytes this input occupies in the binary part of the body (0 for JSON data or shared memory).
+local function check_input_data(model, input, datatype, elements)
+  local name = input.name
+  local where = ("input '%s' of model '%s'"):format(name, model)
+  local params = input.parameters
+  if params ~= nil and not is_object(params) then
+    return nil, where .. ": 'parameters' must be an object"
+  end
+  params = params or {}
+  local width = ELEMENT_BYTES[datatype]
+  local binary = params.binary_data_size
+  if binary ~= nil then
+    if not is_integer(binary) then
+      return nil, where .. ": binary_data_size must be a non-negative integer"
+    end
+    if width and binary ~= elements * width then
+      return nil, ("%s: binary_data_size is %d bytes; shape and %s need %d"):format(
+        where, binary, datatype, elements * width)
+    end
+    if not width and binary < 4 * elements then
+      return nil, ("%s: binary_data_size of %d bytes is too small for %d BYTES elements"):format(
+        where, binary, elements)
+    end
+    return binary
+  end
+  if params.shared_memory_region ~= nil then
+    local size = params.shared_memory_byte_size
+    if type(params.shared_memory_region) ~= "string" or not is_integer(size) then
+      return nil, where .. ": shared memory needs a region name and an integer byte size"
+    end
+    if width and size ~= elements * width then
+      return nil, ("%s: shared_memory_byte_size is %d bytes; shape and %s need %d"):format(
+        where, size, datatype, elements * width)
+    end
+    return 0
+  end
+  local data = input.data
+  if data == nil then
+    return nil, where .. " has no 'data', binary_data_size or shared_memory_region"
+  end
+  if not is_array(data) then
+    return nil, where .. ": 'data' must be an array"
+  end
+  local counted, problem = count_data(data, datatype, 1)
+  if not counted then
+    return nil, ("%s: 'data' %s"):format(where, problem)
+  end
+  if counted ~= elements then
+    return nil, ("%s: 'data' holds %d values; its shape needs %d"):format(
+      where, counted, elements)
+  end
+  return 0
+end
+
+local function check_input(model, config, input)
+  if not is_object(input) then
+    return nil, "each entry of 'inputs' must be an object"
+  end
+  if type(input.name) ~= "string" then
+    return nil, ("an input of model '%s' has no 'name'; expected one of: %s"):format(
+      model, names(config.input))
+  end
+  local config_input = find_named(config.input, input.name)
+  if not config_input then
+    return nil, ("model '%s' has no input '%s'; expected: %s"):format(
+      model, input.name, names(config.input))
+  end
+  local datatype = datatype_of(config_input)
+  if input.datatype ~= datatype then
+    return nil, ("input '%s' of model '%s' has datatype %s; expected %s"):format(
+      input.name, model, tostring(input.datatype), datatype)
+  end
+  local elements, problem = check_shape(model, config, config_input, input.shape)
+  if not elements then
+    return nil, problem
+  end
+  local limit = settings.max_body_bytes
+  if elements * (ELEMENT_BYTES[datatype] or 4) > limit then
+    return nil, ("input '%s' of model '%s' declares %d elements, over the request limit of "
+      .. "%d bytes"):format(input.name, model, elements, limit)
+  end
+  return check_input_data(model, input, datatype, elements)
+end
+
+local function check_outputs(model, config, outputs)
+  if outputs == nil then
+    return true
+  end
+  if not is_array(outputs) then
+    return nil, "'outputs' must be an array"
+  end
+  for _, output in ipairs(outputs) do
+    if not is_object(output) or type(output.name) ~= "string" then
+      return nil, "each entry of 'outputs' must be an object with a 'name'"
+    end
+    if not find_named(config.output, output.name) then
+      return nil, ("model '%s' has no output '%s'; expected: %s"):format(
+        model, output.name, names(config.output))
+    end
+    local params = output.parameters
+    if params ~= nil and not is_object(params) then
+      return nil, ("output '%s': 'parameters' must be an object"):format(output.name)
+    end
+    local class_count = params and params.class_count
+    if class_count ~= nil and not is_integer(class_count) then
+      return nil, ("output '%s': class_count must be a non-negative integer"):format(output.name)
+    end
+  end
+  return true
+end
+
+-- Request parameters Triton reads, and the JSON each must be (its parser returns 500 otherwise).
+local REQUEST_PARAMETERS = {
+  timeout = "count", priority = "count",
+  sequence_start = "boolean", sequence_end = "boolean", binary_data_output = "boolean",
+  sequence_id = "id",
+}
+local KIND_NAMES = {
+  count = "a non-negative integer", boolean = "true or false", id = "an integer or a string",
+}
+
+local function check_request_parameters(params)
+  for key, kind in pairs(REQUEST_PARAMETERS) do
+    local value = params[key]
+    local fits = value == nil
+      or (kind == "count" and is_integer(value))
+      or (kind == "boolean" and type(value) == "boolean")
+      or (kind == "id" and (is_integer(value) or type(value) == "string"))
+    if not fits then
+      return nil, ("parameter '%s' must be %s"):format(key, KIND_NAMES[kind])
+    end
+  end
+  return true
+end
+
+local function check_request(model, config, request, binary_bytes)
+  if not is_object(request) then
+    return nil, "the request must be a JSON object"
+  end
+  local inputs = request.inputs
+  if not is_array(inputs) or #inputs == 0 then
+    return nil, ("the request needs a non-empty 'inputs' array; model '%s' expects: %s"):format(
+      model, names(config.input))
+  end
+  local binary_total = 0
+  for _, input in ipairs(inputs) do
+    local binary, problem = check_input(model, config, input)
+    if not binary then
+      return nil, problem
+    end
+    binary_total = binary_total + binary
+  end
+  if binary_total ~= binary_bytes then
+    return nil, ("the inputs declare %d bytes of binary data; the body carries %d after its "
+      .. "JSON header"):format(binary_total, binary_bytes)
+  end
+  local ok, problem = check_outputs(model, config, request.outputs)
+  if not ok then
+    return nil, problem
+  end
+  if request.id ~= nil and type(request.id) ~= "string" then
+    return nil, "'id' must be a string"
+  end
+  if request.parameters ~= nil and not is_object(request.parameters) then
+    return nil, "'parameters' must be an object"
+  end
+  return check_request_parameters(request.parameters or {})
+end
+
+-- Length of the JSON header: Triton's binary extension header, else the whole body.
+local function json_length(body)
+  local declared = ngx.var.http_inference_header_content_length
+  if declared == nil then
+    return #body
+  end
+  local length = tonumber(declared)
+  if not is_integer(length) or length > #body then
+    return nil, ("Inference-Header-Content-Length must be an integer from 0 to the body's %d "
+      .. "bytes, got '%s'"):format(#body, declared)
+  end
+  return length
+end
+
+function _M.check_infer(model, version)
+  if version == "" then
+    version = nil
+  end
+  if ngx.req.get_method() ~= "POST" then
+    return -- Triton answers other methods itself
+  end
+  if ngx.var.http_content_length == nil then
+    return reject(411, "an inference request needs a Content-Length header (no chunked bodies)")
+  end
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data() or ""
+  if ngx.req.get_body_file() ~= nil then
+    return reject(413, ("the request body is over the limit of %d bytes"):format(
+      settings.max_body_bytes))
+  end
+  local length, problem = json_length(body)
+  if not length then
+    return reject(400, problem)
+  end
+  if length > settings.max_json_bytes then
+    return reject(413, ("the JSON part of the request is %d bytes, over the limit of %d; send "
+      .. "tensors as binary data (tritonclient does by default)"):format(
+        length, settings.max_json_bytes))
+  end
+  local header = length == #body and body or body:sub(1, length)
+  local request, decode_error = cjson.decode(header)
+  if request == nil then
+    return reject(400, "the request is not valid JSON: " .. tostring(decode_error))
+  end
+  -- cjson decodes [] and {} alike; in valid JSON an unescaped "parameters" before ':' is a key.
+  if header:find('"parameters"%s*:%s*[^%s{]') then
+    return reject(400, "every 'parameters' must be a JSON object")
+  end
+  local config, status, reply = model_config(model, version)
+  if not config then
+    ngx.status = status
+    ngx.header["Content-Type"] = "application/json"
+    ngx.print(reply)
+    return ngx.exit(status)
+  end
+  local ok, invalid = check_request(model, config, request, #body - length)
+  if not ok then
+    return reject(400, invalid)
+  end
+end
+
+return _M

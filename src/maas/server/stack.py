@@ -1,0 +1,247 @@
+"""What `maas serve` runs: Triton, the HTTP front before it, and a watchdog that restarts them.
+
+Public endpoints: the front (nginx) on host:http_port, Triton's gRPC on host:grpc_port, metrics
+on host:metrics_port. Triton's own HTTP port is bound to loopback on a free port behind the front.
+If Triton dies, the watchdog notices within a poll interval, logs why, and restarts it with
+backoff; meanwhile the front answers readiness and inference with 503 (retryable).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+
+from maas.errors import ServerError
+
+from .embedded import EmbeddedServer, ServerOptions, free_port
+from .front import FrontOptions, FrontUnavailableError, HttpFront, Nginx
+from .serving_repo import ServedModel
+
+log = logging.getLogger("maas.serve")
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How the watchdog restarts a dead server: exponential backoff, reset after a calm spell."""
+
+    poll_s: float = 0.2
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    calm_s: float = 60.0  # up this long without dying: the next crash starts at first_delay_s
+
+    def delay(self, crashes_in_a_row: int) -> float:
+        """Seconds to wait before restart number crashes_in_a_row (1-based)."""
+        return float(min(self.max_delay_s, self.first_delay_s * 2 ** (crashes_in_a_row - 1)))
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """The public face of `maas serve`: the server's options plus the front and restarts."""
+
+    server: ServerOptions
+    front: bool = True  # put nginx before Triton's HTTP port
+    # Without nginx: serve Triton's HTTP port on the public address anyway (the user accepts that
+    # a single malformed request can crash it). Otherwise HTTP stays on loopback.
+    allow_unprotected_http: bool = False
+    max_body_bytes: int = FrontOptions.max_body_bytes
+    restart: RestartPolicy = RestartPolicy()
+
+
+def describe_exit(code: int) -> str:
+    """'killed by SIGSEGV' / 'exited with code 1'."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class ServingStack:
+    """Triton + front + watchdog; a context manager with EmbeddedServer's endpoints."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.front: HttpFront | None = None
+        self.front_problem = ""  # why there is no front, when there is none
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if options.server.workdir is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="maas-serve-")
+        self.workdir = options.server.workdir or Path(self._scratch.name if self._scratch else ".")
+        self.triton = EmbeddedServer(self._triton_options())
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    def _triton_options(self) -> ServerOptions:
+        server = replace(self.options.server, workdir=self.workdir)
+        if not self.options.front:
+            return server
+        try:
+            Nginx.locate()
+        except FrontUnavailableError as missing:
+            self.front_problem = str(missing)
+            if self.options.allow_unprotected_http:
+                return server
+            return replace(server, http_host=LOOPBACK)  # HTTP for this host only
+        self.front = HttpFront(
+            FrontOptions(
+                host=server.host,
+                port=server.http_port,
+                upstream_port=free_port(LOOPBACK),
+                max_body_bytes=self.options.max_body_bytes,
+                read_timeout_s=max(300, server.exit_timeout_s),
+                model_control=bool(server.control_key),
+            ),
+            self.workdir / "front",
+        )
+        return replace(server, http_host=LOOPBACK, http_port=self.front.options.upstream_port)
+
+    # Endpoints, as clients see them.
+    @property
+    def http_url(self) -> str:
+        """host:port of the public HTTP endpoint."""
+        server = self.options.server
+        if self.front is None and self.triton.http_host == LOOPBACK:
+            return f"{LOOPBACK}:{server.http_port}"
+        return f"{server.host}:{server.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """host:port of the gRPC endpoint."""
+        return self.triton.grpc_url
+
+    @property
+    def metrics_url(self) -> str:
+        """URL of the Prometheus metrics."""
+        return self.triton.metrics_url
+
+    @property
+    def served(self) -> list[ServedModel]:
+        """The models being served."""
+        return self.triton.served
+
+    @property
+    def log_path(self) -> Path:
+        """Triton's log."""
+        return self.triton.log_path
+
+    @property
+    def http_protection(self) -> str:
+        """One line on what guards the HTTP endpoint."""
+        if self.front is not None:
+            return f"nginx front (Triton's HTTP on {self.triton.http_url}, loopback)"
+        if self.triton.http_host == LOOPBACK and self.options.server.host != LOOPBACK:
+            return "loopback only: no front (" + self.front_problem + ")"
+        return "UNPROTECTED: Triton's HTTP port is public; one malformed request can crash it"
+
+    def start(self) -> ServingStack:
+        """Start Triton, then the front, then the watchdog."""
+        if self.front_problem:
+            log.warning(
+                "no HTTP front: %s. Triton's HTTP server crashes on single malformed requests; %s",
+                self.front_problem,
+                "serving its HTTP port anyway (--allow-unprotected-http)"
+                if self.options.allow_unprotected_http
+                else "HTTP is served on loopback only, gRPC publicly",
+            )
+        if self.front is not None:
+            if self.front.options.upstream_port == self.options.server.grpc_port:
+                raise ServerError("the front's upstream port collides with gRPC; retry")
+            self.front.prefix.mkdir(parents=True, exist_ok=True)
+        self.triton.start()
+        if self.front is not None:
+            try:
+                self.front.start()
+            except ServerError:
+                self.triton.stop()
+                raise
+        self._watchdog = threading.Thread(target=self._watch, name="maas-watchdog", daemon=True)
+        self._watchdog.start()
+        return self
+
+    def is_ready(self) -> bool:
+        """Whether Triton is up and ready (the front itself is checked by the watchdog)."""
+        return self.triton.is_ready()
+
+    def log_tail(self) -> str:
+        """The end of Triton's log."""
+        return self.triton.log_tail()
+
+    def _watch(self) -> None:
+        policy = self.options.restart
+        crashes_in_a_row = 0
+        up_since = time.monotonic()
+        while not self._stopping.wait(policy.poll_s):
+            if self.front is not None and self.front.returncode is not None:
+                log.error("nginx %s; restarting it", describe_exit(self.front.returncode))
+                self.front.start()
+            if self.triton.running:
+                continue
+            code = self.triton.returncode
+            if time.monotonic() - up_since > policy.calm_s:
+                crashes_in_a_row = 0
+            crashes_in_a_row += 1
+            delay = policy.delay(crashes_in_a_row)
+            log.error(
+                "tritonserver %s; restart %d in %.1f s; its log ends:\n%s",
+                "is not running" if code is None else describe_exit(code),
+                crashes_in_a_row,
+                delay,
+                self.triton.log_tail(lines=5),
+            )
+            self.triton.stop()  # reap it and free its ports
+            if self._stopping.wait(delay) or not self._relaunch():
+                return
+            self.restarts += 1
+            up_since = time.monotonic()
+            log.warning("tritonserver is back and ready (restart %d)", self.restarts)
+
+    def _relaunch(self) -> bool:
+        """Start Triton again and wait until ready; False if stopping (or it died) meanwhile."""
+        try:
+            self.triton.launch()
+        except ServerError as failure:
+            log.error("restart failed: %s", failure)
+            return True  # the next poll sees no process and backs off again
+        deadline = time.monotonic() + self.triton.options.startup_timeout_s
+        while not self._stopping.wait(0.25):
+            if self.triton.returncode is not None or self.triton.is_ready():
+                return True
+            if time.monotonic() > deadline:
+                log.error("tritonserver was not ready in time; killing it to start over")
+                self.triton.stop()
+                return True
+        return False
+
+    def stop(self) -> None:
+        """Stop the watchdog, then let the front and Triton finish what is in flight."""
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
+            self._watchdog = None
+        if self.front is not None:
+            self.front.stop(timeout_s=self.options.server.exit_timeout_s + 10)
+        self.triton.stop()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+    def __enter__(self) -> ServingStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
