@@ -104,7 +104,7 @@ def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStac
             levels[route].append(level)
 
     def median(route: str, field: str) -> float:
-        return statistics.median(getattr(level, field) for level in levels[route])
+        return float(statistics.median(getattr(level, field) for level in levels[route]))
 
     return FrontResult(
         case,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NoReturn, TypeVar, cast
 
@@ -108,6 +109,7 @@ class ClientOptions:
     timeout_s: float = 30.0
     version: str = ""
     retry: RetryPolicy = DEFAULT_RETRY
+    tls_root_cert: str = ""  # PEM file of the CA: gRPC over TLS (the server's --tls-cert)
 
     def __post_init__(self) -> None:
         """Refuse an unknown protocol or a url with a scheme."""
@@ -121,10 +123,18 @@ class ClientOptions:
         timeout_s: float = 30.0,
         version: str = "",
         retry: RetryPolicy | None = None,
+        tls_root_cert: str = "",
     ) -> ClientOptions:
         """Build options as the clients take them: no url means Triton's local default."""
         url = resolve_url(url, check_protocol(protocol))
-        return cls(url, protocol, timeout_s, version, retry or DEFAULT_RETRY)
+        return cls(url, protocol, timeout_s, version, retry or DEFAULT_RETRY, tls_root_cert)
+
+    def grpc_kwargs(self) -> dict[str, Any]:
+        """Keepalive, and TLS when a root certificate is given, for tritonclient's gRPC clients."""
+        if self.tls_root_cert and not Path(self.tls_root_cert).is_file():
+            raise ClientError(f"TLS root certificate {self.tls_root_cert} does not exist")
+        tls = {"ssl": True, "root_certificates": self.tls_root_cert} if self.tls_root_cert else {}
+        return {"keepalive_options": grpc_keepalive(), **tls}
 
 
 def _poll_waits() -> Iterator[float]:
@@ -379,6 +389,22 @@ class AsyncClosable:
         await self.close()
 
 
+# Ping an idle gRPC connection every 30 s (10 s to answer) so NAT and load balancers keep it and
+# a dead peer is noticed; `maas serve` allows pings this often (GRPC_KEEPALIVE_FLAGS).
+GRPC_KEEPALIVE_TIME_MS = 30_000
+GRPC_KEEPALIVE_TIMEOUT_MS = 10_000
+
+
+def grpc_keepalive() -> grpcclient.KeepAliveOptions:
+    """Tritonclient's keepalive settings for every gRPC connection maas opens."""
+    return grpcclient.KeepAliveOptions(
+        keepalive_time_ms=GRPC_KEEPALIVE_TIME_MS,
+        keepalive_timeout_ms=GRPC_KEEPALIVE_TIMEOUT_MS,
+        keepalive_permit_without_calls=True,
+        http2_max_pings_without_data=0,
+    )
+
+
 _Client = TypeVar("_Client", bound="_ModelClientBase")
 
 
@@ -396,9 +422,10 @@ class _ModelClientBase:
         timeout_s: float = 30.0,
         version: str = "",
         retry: RetryPolicy | None = None,
+        tls_root_cert: str = "",
     ) -> None:
         self.model = model
-        self.options = ClientOptions.create(url, protocol, timeout_s, version, retry)
+        self.options = ClientOptions.create(url, protocol, timeout_s, version, retry, tls_root_cert)
         self.retry = self.options.retry
         self.protocol = self.options.protocol
         self.url = self.options.url
@@ -414,7 +441,13 @@ class _ModelClientBase:
     def from_options(cls: type[_Client], model: str, options: ClientOptions) -> _Client:
         """Return a client for `model` with options already built, e.g. shared by two clients."""
         return cls(
-            model, options.url, options.protocol, options.timeout_s, options.version, options.retry
+            model,
+            options.url,
+            options.protocol,
+            options.timeout_s,
+            options.version,
+            options.retry,
+            options.tls_root_cert,
         )
 
     def _open_transport(self) -> Any:
@@ -436,7 +469,7 @@ class ModelClient(_ModelClientBase, Closable):
                 return httpclient.InferenceServerClient(
                     self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
                 )
-            return grpcclient.InferenceServerClient(self.url)
+            return grpcclient.InferenceServerClient(self.url, **self.options.grpc_kwargs())
         except TRANSPORT_ERRORS as exc:
             _raise_mapped(exc, self.model)
 
@@ -535,7 +568,7 @@ class AsyncModelClient(_ModelClientBase, AsyncClosable):
                 self._client = (
                     httpaio.InferenceServerClient(self.url, conn_timeout=self.timeout_s)
                     if self.protocol == "http"
-                    else grpcaio.InferenceServerClient(self.url)
+                    else grpcaio.InferenceServerClient(self.url, **self.options.grpc_kwargs())
                 )
             except TRANSPORT_ERRORS as exc:
                 _raise_mapped(exc, self.model)

@@ -24,6 +24,7 @@ from .core import (
     Protocol,
 )
 from .errors import ModelNotFoundError
+from .retry import RetryPolicy
 
 InputKind = Literal["image", "text", "tensor"]
 RAW_INPUTS: dict[str, InputKind] = {"IMAGE": "image", "TEXT": "text"}
@@ -99,9 +100,11 @@ class _Routed(Generic[_ClientT]):
         protocol: Protocol = "http",
         timeout_s: float = 30.0,
         version: str = "",
+        retry: RetryPolicy | None = None,
+        tls_root_cert: str = "",
     ) -> None:
         self.model = model
-        self.options = ClientOptions.create(url, protocol, timeout_s, version)
+        self.options = ClientOptions.create(url, protocol, timeout_s, version, retry, tls_root_cert)
         # Neither connects before its first call, so making both up front costs nothing and
         # leaves no state that concurrent async calls could race to set.
         self._named: _ClientT = self._client_for(model)

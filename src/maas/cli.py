@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from maas.errors import ExportError, MaasError
+from maas.errors import ExportError, MaasError, ServerError
 
 if TYPE_CHECKING:
     from maas.clients import Classification
@@ -192,6 +192,10 @@ def serve_command(
     max_body_mb: Annotated[
         float, typer.Option(min=1, help="Largest HTTP request body the front lets through.")
     ] = 32,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate: gRPC serves TLS only (with --tls-key).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Run the real tritonserver behind its HTTP front until Ctrl-C or SIGTERM.
 
@@ -213,6 +217,8 @@ def serve_command(
             exit_timeout_s=exit_timeout,
             padding_strategy=padding,
             control_key=control_key,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         options = StackOptions(
             server_options,
@@ -240,6 +246,43 @@ def serve_command(
             pass  # the watchdog keeps the server up; a signal ends this
         typer.echo("stopping: waiting for in-flight requests …", err=True)
         server.stop()
+
+
+@app.command("front")
+def front_command(
+    upstream: Annotated[str, typer.Option(help="host:port of the Triton HTTP endpoint to guard.")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Public HTTP port.")] = 8080,
+    max_body_mb: Annotated[
+        float, typer.Option(min=1, help="Largest HTTP request body let through.")
+    ] = 32,
+    workdir: Annotated[Path | None, typer.Option(help="Where nginx.conf and logs go.")] = None,
+) -> None:
+    """Run only the hardened HTTP front, before any Triton (e.g. NVIDIA's container)."""
+    from maas.server.front import FrontOptions, HttpFront
+
+    with user_errors():
+        upstream_host, _, upstream_port = upstream.rpartition(":")
+        if not upstream_host or not upstream_port.isdigit():
+            raise typer.BadParameter(f"--upstream must be host:port, got {upstream!r}")
+        options = FrontOptions(
+            host=host,
+            port=port,
+            upstream_port=int(upstream_port),
+            upstream_host=upstream_host,
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+        )
+        with tempfile.TemporaryDirectory(prefix="maas-front-") as scratch:
+            front = HttpFront(options, workdir or Path(scratch))
+            stopping = threading.Event()
+            signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
+            signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+            front.start()
+            typer.echo(f"front   {host}:{port} → {upstream}\nconfig  {front.config_path}")
+            while not stopping.wait(0.5):
+                if front.returncode is not None:
+                    raise ServerError(f"nginx exited:\n{front.log_tail()}")
+            front.stop()
 
 
 @app.command("infer")
@@ -431,6 +474,38 @@ def bench_front_command(
                 f"{result.throughput_ratio:.3f}, p50 added {result.p50_added_ms:+.3f} ms"
             )
         typer.echo(f"report  {write_front_report(results, options, print_)}")
+
+
+@app.command("soak")
+def soak_command(
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of traffic.")] = 600.0,
+    users: Annotated[int, typer.Option(min=1, help="Concurrent workers.")] = 4,
+    interval: Annotated[float, typer.Option(min=0.5, help="Seconds per sample.")] = 10.0,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("benchmarks/results/soak"),
+    http_url: Annotated[str, typer.Option(help="Soak this server's HTTP endpoint.")] = "",
+    grpc_url: Annotated[str, typer.Option(help="…and its gRPC endpoint (both or neither).")] = "",
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """Mixed traffic to every model over both protocols; report failures, p99 drift and memory.
+
+    Without URLs it starts its own `maas serve`. Exits 1 if a request failed or memory grew.
+    """
+    import sys
+
+    from maas.benchmarks.soak import SoakOptions, passed, run_soak, verdict, write_soak_report
+
+    setup_logging()
+    with user_errors():
+        if bool(http_url) != bool(grpc_url):
+            raise typer.BadParameter("give both --http-url and --grpc-url, or neither")
+        options = SoakOptions(repository, duration, users, interval, out, http_url, grpc_url)
+        result = run_soak(options)
+        path = write_soak_report(result, "maas " + " ".join(sys.argv[1:]))
+        for name, measured, ok in verdict(result):
+            typer.echo(f"{'ok    ' if ok else 'FAILED'} {name}: {measured}")
+        typer.echo(f"report  {path}")
+        if not passed(result):
+            raise typer.Exit(1)
 
 
 @app.command("bench-padding")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from maas.clients import Classification, ImageClassifier, TextEmbedder
 from maas.export import ModelRepository, export_model, get_spec, model_names
-from maas.server.embedded import EmbeddedServer, ServerOptions
+from maas.server.embedded import ServerOptions
+from maas.server.stack import ServingStack, StackOptions
 
 Echo = Callable[[str], object]
 DEMO_DIGITS = 5
@@ -29,7 +30,7 @@ def ranked(labels: list[Classification]) -> str:
     return ", ".join(f"{item.label} ({item.score:.4f})" for item in labels)
 
 
-def classify_samples(server: EmbeddedServer, scratch: Path, echo: Echo) -> None:
+def classify_samples(server: ServingStack, scratch: Path, echo: Echo) -> None:
     """Held-out digits as PNG over HTTP, photographs as JPEG over gRPC."""
     from maas.samples import write_held_out_digits, write_photos
 
@@ -46,7 +47,7 @@ def classify_samples(server: EmbeddedServer, scratch: Path, echo: Echo) -> None:
     echo("resnet50 has seeded random weights: its labels are class indices, meaningless by design")
 
 
-def embed_samples(server: EmbeddedServer, echo: Echo) -> None:
+def embed_samples(server: ServingStack, echo: Echo) -> None:
     """Raw strings to minilm over gRPC; similar sentences land close together."""
     with TextEmbedder("minilm", url=server.grpc_url, protocol="grpc") as embedder:
         vectors = embedder.embed(list(DEMO_TEXTS))
@@ -74,8 +75,9 @@ def run_demo(
     options = ServerOptions(
         root, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, exit_timeout_s=5
     )
-    with EmbeddedServer(options) as server:
+    with ServingStack(StackOptions(options)) as server:
         echo(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}")
+        echo(f"HTTP is guarded by: {server.http_protection}")
         classify_samples(server, scratch, echo)
         embed_samples(server, echo)
         for model, what in (

@@ -118,6 +118,9 @@ class ServerOptions:
     # loaded and unloaded over the API, by requests carrying this key in CONTROL_HEADER only.
     control_key: str = ""
     http_host: str = ""  # where Triton's HTTP port binds; host if empty (loopback behind a front)
+    # PEM files: both given, gRPC serves TLS only (clients need the CA: tls_root_cert).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if self.control_key and not CONTROL_KEY_PATTERN.fullmatch(self.control_key):
@@ -125,6 +128,11 @@ class ServerOptions:
                 "the control key must be 16 or more characters of letters, digits, '-' or '_' "
                 f"(got {len(self.control_key)} characters)"
             )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ServerError("gRPC TLS needs both a certificate and its key")
+        for pem in (self.tls_cert, self.tls_key):
+            if pem is not None and not pem.is_file():
+                raise ServerError(f"TLS file {pem} does not exist")
         ports = (self.http_port, self.grpc_port, self.metrics_port)
         if len(set(ports)) != 3:
             raise ServerError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
@@ -149,6 +157,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+# Clients ping idle connections every 30 s (maas.clients.GRPC_KEEPALIVE) so that NAT and load
+# balancers keep them; Triton's defaults would answer such pings with GOAWAY "too_many_pings".
+GRPC_KEEPALIVE_FLAGS = [
+    "--grpc-keepalive-permit-without-calls=true",
+    "--grpc-http2-max-pings-without-data=0",
+    "--grpc-http2-min-recv-ping-interval-without-data=1000",
+]
+
+
+def tls_flags(cert: Path | None, key: Path | None) -> list[str]:
+    """Triton flags for gRPC over TLS, or none."""
+    if cert is None or key is None:
+        return []
+    return ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
 
 
 def control_flags(key: str) -> list[str]:
@@ -275,6 +299,8 @@ class EmbeddedServer:
             f"--exit-timeout-secs={options.exit_timeout_s}",
             "--strict-readiness=true",
             *control_flags(options.control_key),
+            *GRPC_KEEPALIVE_FLAGS,
+            *tls_flags(options.tls_cert, options.tls_key),
         ]
 
     def is_ready(self) -> bool:

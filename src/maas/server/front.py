@@ -38,6 +38,7 @@ class FrontOptions:
     host: str
     port: int
     upstream_port: int  # Triton's HTTP port, on loopback
+    upstream_host: str = "127.0.0.1"  # another host only for a Triton elsewhere (maas front)
     max_body_bytes: int = 32 * MiB  # ResNet-50 at batch 16 as binary tensors is 9.2 MiB
     # Triton 2.51 crashes on a JSON document of 4 MiB; binary tensors do not count towards it.
     max_json_bytes: int = 3 * MiB
@@ -131,7 +132,7 @@ http {{
     keepalive_requests 100000;
 
     upstream triton {{
-        server 127.0.0.1:{options.upstream_port};
+        server {options.upstream_host}:{options.upstream_port};
         keepalive 64;
     }}
 
