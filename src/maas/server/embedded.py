@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -142,43 +141,6 @@ class ServerOptions:
                 raise ServerError(f"port {port} is out of range 1-65535")
 
 
-SHM_DIR = Path("/dev/shm")
-REGION_PREFIX = "triton_python_backend_shm_region_"  # the Python backend's stub regions
-
-
-def mapped_shm_names() -> set[str]:
-    """Names of /dev/shm files some process (that we may inspect) has mapped."""
-    names = set()
-    for maps in Path("/proc").glob("[0-9]*/maps"):
-        try:
-            lines = maps.read_text(errors="replace").splitlines()
-        except OSError:  # gone, or another user's process: its files are not ours to remove
-            continue
-        for line in lines:
-            where = line.find("/dev/shm/")
-            if where >= 0:
-                names.add(line[where + len("/dev/shm/") :].split(" (deleted)")[0])
-    return names
-
-
-def remove_stale_regions(min_age_s: float = 5.0) -> list[str]:
-    """Remove Python-backend regions no process maps any more (left by a killed server or stub)."""
-    if not SHM_DIR.is_dir():
-        return []
-    mapped = mapped_shm_names()
-    removed = []
-    now = time.time()
-    for region in SHM_DIR.glob(REGION_PREFIX + "*"):
-        try:
-            if region.name in mapped or now - region.stat().st_mtime < min_age_s:
-                continue
-            region.unlink()
-        except OSError:  # vanished meanwhile, or another user's
-            continue
-        removed.append(region.name)
-    return removed
-
-
 def port_is_free(host: str, port: int) -> bool:
     """Whether a TCP port can be bound on host right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -214,11 +176,9 @@ def tls_flags(cert: Path | None, key: Path | None) -> list[str]:
 
 
 def control_flags(key: str) -> list[str]:
-    """Triton flags for model control: its API on, behind a key header.
-
-    With no user key, maas serve still holds one of its own (random per start) to reload a
-    model whose Python stub died; nobody else can load or unload anything.
-    """
+    """Triton flags for model control: off, or on with its API behind a key header."""
+    if not key:
+        return ["--model-control-mode=none"]
     restricted = f"model-repository:{CONTROL_HEADER}={key}"  # api:header=value in 2.51
     return [
         "--model-control-mode=explicit",
@@ -238,8 +198,6 @@ class EmbeddedServer:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self.workdir = options.workdir or Path()
         self.log_path = Path()
-        # The repository API's key: the user's, or a random one only this process knows.
-        self.admin_key = options.control_key or secrets.token_urlsafe(24)
 
     @property
     def http_host(self) -> str:
@@ -273,7 +231,7 @@ class EmbeddedServer:
         self._check_ports()
         self._prepare_workdir()
         backends = self._install_backends(distribution)
-        serving = (self.workdir / "repository").resolve()
+        serving = self.workdir / "repository"
         self.served = build_serving_repository(
             ModelRepository(self.options.repository), serving, self.options.padding_strategy
         )
@@ -340,7 +298,7 @@ class EmbeddedServer:
             f"--log-verbose={options.log_verbose}",
             f"--exit-timeout-secs={options.exit_timeout_s}",
             "--strict-readiness=true",
-            *control_flags(self.admin_key),
+            *control_flags(options.control_key),
             *GRPC_KEEPALIVE_FLAGS,
             *tls_flags(options.tls_cert, options.tls_key),
         ]
@@ -353,53 +311,6 @@ class EmbeddedServer:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
-
-    def stub_models(self) -> dict[int, str]:
-        """The model of each running Python stub (one per model instance), by process id."""
-        import psutil
-
-        if not self.running or self._process is None:
-            return {}
-        stubs = {}
-        try:
-            children = psutil.Process(self._process.pid).children()
-        except psutil.Error:
-            return {}
-        serving = (self.workdir / "repository").resolve()
-        for child in children:
-            try:
-                command = child.cmdline()
-            except psutil.Error:
-                continue
-            if command and command[0].endswith(STUB_NAME) and len(command) > 1:
-                model_file = Path(command[1]).resolve()  # <serving>/<model>/<version>/model.py
-                if model_file.is_relative_to(serving):
-                    stubs[child.pid] = model_file.relative_to(serving).parts[0]
-        return stubs
-
-    def model_ready(self, model: str) -> bool:
-        """Whether Triton reports the model ready."""
-        url = f"http://{self.http_url}/v2/models/{model}/ready"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def reload_model(self, model: str) -> None:
-        """Load the model again (a fresh stub) through the repository API, with the admin key."""
-        url = f"http://{self.http_url}/v2/repository/models/{model}/load"
-        request = urllib.request.Request(
-            url, data=b"", method="POST", headers={CONTROL_HEADER: self.admin_key}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.options.startup_timeout_s):
-                return
-        except urllib.error.HTTPError as failure:
-            detail = failure.read().decode(errors="replace")
-            raise ServerError(f"reloading {model} failed: {failure.code} {detail}") from failure
-        except (urllib.error.URLError, OSError) as failure:
-            raise ServerError(f"reloading {model} failed: {failure}") from failure
 
     def wait_ready(self) -> None:
         """Block until ready; ServerError with the log's tail if it dies or takes too long."""

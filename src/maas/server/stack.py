@@ -19,7 +19,7 @@ from types import TracebackType
 
 from maas.errors import ServerError
 
-from .embedded import EmbeddedServer, ServerOptions, free_port, remove_stale_regions
+from .embedded import EmbeddedServer, ServerOptions, free_port
 from .front import FrontOptions, FrontUnavailableError, HttpFront, Nginx
 from .serving_repo import ServedModel
 
@@ -36,7 +36,6 @@ class RestartPolicy:
     first_delay_s: float = 1.0
     max_delay_s: float = 30.0
     calm_s: float = 60.0  # up this long without dying: the next crash starts at first_delay_s
-    stub_check_s: float = 1.0  # how often the Python stubs are counted
 
     def delay(self, crashes_in_a_row: int) -> float:
         """Seconds to wait before restart number crashes_in_a_row (1-based)."""
@@ -79,7 +78,6 @@ class ServingStack:
         self.workdir = options.server.workdir or Path(self._scratch.name if self._scratch else ".")
         self.triton = EmbeddedServer(self._triton_options())
         self.restarts = 0
-        self.stub_reloads = 0
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -159,7 +157,6 @@ class ServingStack:
             if self.front.options.upstream_port == self.options.server.grpc_port:
                 raise ServerError("the front's upstream port collides with gRPC; retry")
             self.front.prefix.mkdir(parents=True, exist_ok=True)
-        self._clean_shm()  # what earlier crashes on this host left
         self.triton.start()
         if self.front is not None:
             try:
@@ -183,16 +180,11 @@ class ServingStack:
         policy = self.options.restart
         crashes_in_a_row = 0
         up_since = time.monotonic()
-        stubs = self.triton.stub_models()
-        next_stub_check = time.monotonic() + policy.stub_check_s
         while not self._stopping.wait(policy.poll_s):
             if self.front is not None and self.front.returncode is not None:
                 log.error("nginx %s; restarting it", describe_exit(self.front.returncode))
                 self.front.start()
             if self.triton.running:
-                if time.monotonic() >= next_stub_check:
-                    stubs = self._revive_stubs(stubs)
-                    next_stub_check = time.monotonic() + policy.stub_check_s
                 continue
             code = self.triton.returncode
             if time.monotonic() - up_since > policy.calm_s:
@@ -207,43 +199,11 @@ class ServingStack:
                 self.triton.log_tail(lines=5),
             )
             self.triton.stop()  # reap it and free its ports
-            self._clean_shm(min_age_s=0.0)
             if self._stopping.wait(delay) or not self._relaunch():
                 return
             self.restarts += 1
             up_since = time.monotonic()
             log.warning("tritonserver is back and ready (restart %d)", self.restarts)
-            stubs = self.triton.stub_models()
-
-    def _revive_stubs(self, known: dict[int, str]) -> dict[int, str]:
-        """Reload every model whose Python stub died while Triton still calls it ready.
-
-        Triton 2.51 does not restart a dead stub: the model stays "ready" and every request
-        fails with "Stub process ... is not healthy". A model unloaded on purpose is not ready.
-        """
-        current = self.triton.stub_models()
-        dead = {model for pid, model in known.items() if pid not in current}
-        for model in sorted(dead):
-            if not self.triton.model_ready(model):
-                continue
-            log.error("the Python stub of model %s died; reloading the model", model)
-            try:
-                self.triton.reload_model(model)
-            except ServerError as failure:
-                log.error("%s", failure)
-                continue
-            self.stub_reloads += 1
-            log.warning("model %s reloaded with a new stub", model)
-        if dead:
-            self._clean_shm(min_age_s=0.0)
-        return self.triton.stub_models() if dead else current
-
-    @staticmethod
-    def _clean_shm(min_age_s: float = 5.0) -> None:
-        """Remove the /dev/shm regions dead stubs or servers left behind."""
-        removed = remove_stale_regions(min_age_s)
-        if removed:
-            log.warning("removed %d stale Python-backend region(s) from /dev/shm", len(removed))
 
     def _relaunch(self) -> bool:
         """Start Triton again and wait until ready; False if stopping (or it died) meanwhile."""
