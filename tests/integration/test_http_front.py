@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
-import signal
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 
 from maas.clients import ModelClient
-from maas.server.embedded import free_port
-from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
+from tests.conftest import Exported, RunningServer
 
 PIXELS = "pixel_values"
 RESNET_SHAPE = [3, 224, 224]
@@ -206,43 +200,3 @@ def test_server_wide_settings_are_not_public(server: RunningServer, reference: n
     assert status == 403 and "model control is off" in message, message
     status, message = post(server.http_url, "/v2/models/resnet50%00/infer", b"{}")
     assert status == 400 and "malformed HTTP request" in message, message  # nginx's own check
-
-
-def tritonserver_of(serve: RunningServer) -> psutil.Process:
-    (triton,) = [
-        child
-        for child in psutil.Process(serve.process.pid).children(recursive=True)
-        if child.name() == "tritonserver"
-    ]
-    return triton
-
-
-def test_a_dead_tritonserver_is_restarted_and_unready_meanwhile(
-    exported: Exported, tmp_path: Path
-) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(exported.repository.model_dir("digits_cnn"), repo / "digits_cnn")
-    serve = start_maas_serve(repo, tmp_path, ports=(free_port(), free_port(), free_port()))
-    pixels = exported.results["digits_cnn"].built.eval_inputs["pixels"][:4]
-    try:
-        with ModelClient("digits_cnn", url=serve.http_url) as client:
-            before = client.infer({"pixels": pixels})["probabilities"]
-        first = tritonserver_of(serve)
-        first.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        while serve.is_ready():
-            assert time.monotonic() - killed < 1.0, "readiness must turn false within a second"
-            time.sleep(0.02)
-        while not serve.is_ready():
-            assert time.monotonic() - killed < 120, "tritonserver was not restarted"
-            time.sleep(0.1)
-        assert tritonserver_of(serve).pid != first.pid
-        while "back and ready (restart 1)" not in serve.log.read_text():
-            assert time.monotonic() - killed < 120, "the watchdog did not log the restart"
-            time.sleep(0.1)
-        with ModelClient("digits_cnn", url=serve.http_url) as client:
-            np.testing.assert_array_equal(client.infer({"pixels": pixels})["probabilities"], before)
-    finally:
-        assert stop_maas_serve(serve) == 0
-    log = serve.log.read_text()
-    assert "tritonserver killed by SIGKILL; restart 1" in log, log

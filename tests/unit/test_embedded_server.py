@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from maas.errors import ServerDependencyError, ServerError
-from maas.server.embedded import ServerOptions, TritonDistribution, missing_libraries
+from maas.server import embedded
+from maas.server.embedded import (
+    REGION_PREFIX,
+    ServerOptions,
+    TritonDistribution,
+    missing_libraries,
+    remove_regions,
+    stub_of,
+)
 
 
 def test_distribution_is_found_in_the_installed_wheel() -> None:
@@ -48,3 +56,25 @@ def test_stub_reports_unresolved_libraries_when_moved_away_from_the_wheel(tmp_pa
 def test_server_options_refuse_port_out_of_range() -> None:
     with pytest.raises(ServerError, match="port 70000 is out of range"):
         ServerOptions(Path("repo"), http_port=70000)
+
+
+def test_a_stubs_model_and_region_come_from_its_command_line(tmp_path: Path) -> None:
+    serving = tmp_path / "repository"
+    region = REGION_PREFIX + "1234"
+    stub = "/x/backends/python/triton_python_backend_stub"
+    command = [stub, f"{serving}/digits_cnn/1/model.py", region, "1048576", "1048576", "123"]
+    assert stub_of(command, serving) == ("digits_cnn", region)
+    assert stub_of(command, tmp_path / "other") is None, "another server's stub"
+    assert stub_of(["/usr/bin/python3", *command[1:]], serving) is None
+    assert stub_of([stub, f"{serving}/m/1/model.py", "not-a-region"], serving) is None
+
+
+def test_only_named_python_backend_regions_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "SHM_DIR", tmp_path)
+    mine, other = REGION_PREFIX + "a", REGION_PREFIX + "b"
+    for name in (mine, other, "unrelated"):
+        (tmp_path / name).write_bytes(b"")
+    assert remove_regions({mine, "unrelated", REGION_PREFIX + "gone", "../" + other}) == [mine]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [other, "unrelated"]

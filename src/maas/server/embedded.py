@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -17,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+import psutil
 
 from maas.errors import ServerDependencyError, ServerError
 from maas.export.repository import ModelRepository
@@ -141,6 +144,46 @@ class ServerOptions:
                 raise ServerError(f"port {port} is out of range 1-65535")
 
 
+SHM_DIR = Path("/dev/shm")
+REGION_PREFIX = "triton_python_backend_shm_region_"  # the Python backend's region per stub
+
+
+@dataclass(frozen=True)
+class Stub:
+    """A Python backend stub process: one per instance of a Python model."""
+
+    pid: int
+    model: str
+    region: str  # its shared-memory region's name in SHM_DIR
+
+
+def stub_of(command: list[str], serving: Path) -> tuple[str, str] | None:
+    """(model, region) of a stub's command line, or None if it is not one of serving's stubs.
+
+    The command line is `stub <serving>/<model>/<version>/model.py <region> …`.
+    """
+    if len(command) < 3 or not command[0].endswith(STUB_NAME):
+        return None
+    model_file = Path(command[1])
+    if not model_file.is_relative_to(serving) or not command[2].startswith(REGION_PREFIX):
+        return None
+    return model_file.relative_to(serving).parts[0], command[2]
+
+
+def remove_regions(names: set[str]) -> list[str]:
+    """Unlink the named Python-backend regions still in SHM_DIR; the names removed."""
+    removed = []
+    for name in sorted(names):
+        if not name.startswith(REGION_PREFIX) or "/" in name:
+            continue
+        try:
+            (SHM_DIR / name).unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(name)
+    return removed
+
+
 def port_is_free(host: str, port: int) -> bool:
     """Whether a TCP port can be bound on host right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -176,9 +219,11 @@ def tls_flags(cert: Path | None, key: Path | None) -> list[str]:
 
 
 def control_flags(key: str) -> list[str]:
-    """Triton flags for model control: off, or on with its API behind a key header."""
-    if not key:
-        return ["--model-control-mode=none"]
+    """Triton flags for model control: its API on, behind a key header.
+
+    Without a user key, maas still runs with one of its own (random per process) so that it can
+    reload a model whose Python stub died; nobody else can load or unload anything.
+    """
     restricted = f"model-repository:{CONTROL_HEADER}={key}"  # api:header=value in 2.51
     return [
         "--model-control-mode=explicit",
@@ -198,6 +243,8 @@ class EmbeddedServer:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self.workdir = options.workdir or Path()
         self.log_path = Path()
+        # The repository API's key: the user's, or a random one only this process knows.
+        self.admin_key = options.control_key or secrets.token_urlsafe(24)
 
     @property
     def http_host(self) -> str:
@@ -231,7 +278,7 @@ class EmbeddedServer:
         self._check_ports()
         self._prepare_workdir()
         backends = self._install_backends(distribution)
-        serving = self.workdir / "repository"
+        serving = (self.workdir / "repository").resolve()
         self.served = build_serving_repository(
             ModelRepository(self.options.repository), serving, self.options.padding_strategy
         )
@@ -298,19 +345,69 @@ class EmbeddedServer:
             f"--log-verbose={options.log_verbose}",
             f"--exit-timeout-secs={options.exit_timeout_s}",
             "--strict-readiness=true",
-            *control_flags(options.control_key),
+            *control_flags(self.admin_key),
             *GRPC_KEEPALIVE_FLAGS,
             *tls_flags(options.tls_cert, options.tls_key),
         ]
 
     def is_ready(self) -> bool:
         """Whether /v2/health/ready answers 200."""
-        url = f"http://{self.http_url}/v2/health/ready"
+        return self._get_ok("/v2/health/ready")
+
+    def _get_ok(self, path: str) -> bool:
+        url = f"http://{self.http_url}{path}"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+    def model_ready(self, model: str) -> bool:
+        """Whether Triton reports the model ready."""
+        return self._get_ok(f"/v2/models/{model}/ready")
+
+    def stubs(self) -> list[Stub]:
+        """The Python stubs this tritonserver runs now."""
+        if self._process is None or self._process.poll() is not None:
+            return []
+        try:
+            children = psutil.Process(self._process.pid).children()
+        except psutil.Error:
+            return []
+        serving = (self.workdir / "repository").resolve()
+        found = []
+        for child in children:
+            try:
+                described = stub_of(child.cmdline(), serving)
+            except psutil.Error:  # ended meanwhile
+                continue
+            if described is not None:
+                found.append(Stub(child.pid, *described))
+        return found
+
+    def reload_model(self, model: str) -> None:
+        """Load the model again (new instances, new stubs) through the repository API."""
+        url = f"http://{self.http_url}/v2/repository/models/{model}/load"
+        request = urllib.request.Request(
+            url, data=b"", method="POST", headers={CONTROL_HEADER: self.admin_key}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.options.startup_timeout_s):
+                return
+        except urllib.error.HTTPError as failure:
+            detail = failure.read().decode(errors="replace")
+            raise ServerError(f"reloading {model} failed: {failure.code} {detail}") from failure
+        except OSError as failure:
+            raise ServerError(f"reloading {model} failed: {failure}") from failure
+
+    def kill_group(self) -> None:
+        """SIGKILL whatever is left of the server's process group (its stubs after a crash)."""
+        if self._process is None:
+            return
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)  # start_new_session: pgid == pid
+        except (ProcessLookupError, PermissionError):
+            return
 
     def wait_ready(self) -> None:
         """Block until ready; ServerError with the log's tail if it dies or takes too long."""

@@ -3,7 +3,9 @@
 Public endpoints: the front (nginx) on host:http_port, Triton's gRPC on host:grpc_port, metrics
 on host:metrics_port. Triton's own HTTP port is bound to loopback on a free port behind the front.
 If Triton dies, the watchdog notices within a poll interval, logs why, and restarts it with
-backoff; meanwhile the front answers readiness and inference with 503 (retryable).
+backoff; meanwhile the front answers readiness and inference with 503 (retryable). If a model's
+Python stub dies (Triton 2.51 keeps calling such a model ready and fails every request), the
+watchdog reloads that model through the repository API, with a key only this process knows.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from types import TracebackType
 
 from maas.errors import ServerError
 
-from .embedded import EmbeddedServer, ServerOptions, free_port
+from .embedded import EmbeddedServer, ServerOptions, Stub, free_port, remove_regions
 from .front import FrontOptions, FrontUnavailableError, HttpFront, Nginx
 from .serving_repo import ServedModel
 
@@ -32,7 +34,7 @@ LOOPBACK = "127.0.0.1"
 class RestartPolicy:
     """How the watchdog restarts a dead server: exponential backoff, reset after a calm spell."""
 
-    poll_s: float = 0.2
+    poll_s: float = 0.2  # how often the server and its Python stubs are checked
     first_delay_s: float = 1.0
     max_delay_s: float = 30.0
     calm_s: float = 60.0  # up this long without dying: the next crash starts at first_delay_s
@@ -78,6 +80,7 @@ class ServingStack:
         self.workdir = options.server.workdir or Path(self._scratch.name if self._scratch else ".")
         self.triton = EmbeddedServer(self._triton_options())
         self.restarts = 0
+        self.stub_reloads = 0
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -180,11 +183,13 @@ class ServingStack:
         policy = self.options.restart
         crashes_in_a_row = 0
         up_since = time.monotonic()
+        stubs = self.triton.stubs()
         while not self._stopping.wait(policy.poll_s):
             if self.front is not None and self.front.returncode is not None:
                 log.error("nginx %s; restarting it", describe_exit(self.front.returncode))
                 self.front.start()
             if self.triton.running:
+                stubs = self._revive_stubs(stubs)
                 continue
             code = self.triton.returncode
             if time.monotonic() - up_since > policy.calm_s:
@@ -198,12 +203,53 @@ class ServingStack:
                 delay,
                 self.triton.log_tail(lines=5),
             )
-            self.triton.stop()  # reap it and free its ports
+            self._bury(stubs)
             if self._stopping.wait(delay) or not self._relaunch():
                 return
             self.restarts += 1
             up_since = time.monotonic()
             log.warning("tritonserver is back and ready (restart %d)", self.restarts)
+            stubs = self.triton.stubs()
+
+    def _bury(self, stubs: list[Stub]) -> None:
+        """After a crash: kill the stubs left behind, reap the server, free its regions."""
+        self.triton.kill_group()
+        self.triton.stop()  # reap it and free its ports
+        self._remove_regions({stub.region for stub in stubs})
+
+    def _revive_stubs(self, known: list[Stub]) -> list[Stub]:
+        """Reload every model whose Python stub died while Triton still calls it ready.
+
+        Triton 2.51 does not restart a dead stub: the model stays "ready" and every request
+        fails with "Stub process ... is not healthy". A model unloaded on purpose is not ready.
+        """
+        current = self.triton.stubs()
+        alive = {stub.pid for stub in current}
+        dead = [stub for stub in known if stub.pid not in alive]
+        if not dead:
+            return current
+        for model in sorted({stub.model for stub in dead}):
+            now = sum(1 for stub in current if stub.model == model)
+            before = sum(1 for stub in known if stub.model == model)
+            if now >= before or not self.triton.model_ready(model):
+                continue  # replaced by a reload, or unloaded on purpose
+            log.error("the Python stub of model %s died; reloading the model", model)
+            try:
+                self.triton.reload_model(model)
+            except ServerError as failure:
+                log.error("%s", failure)
+                continue
+            self.stub_reloads += 1
+            log.warning("model %s reloaded with a new stub", model)
+        # The reload's new instances have new regions; the dead ones' are ours to remove.
+        self._remove_regions({stub.region for stub in dead})
+        return self.triton.stubs()
+
+    @staticmethod
+    def _remove_regions(names: set[str]) -> None:
+        removed = remove_regions(names)
+        if removed:
+            log.warning("removed %d Python-backend region(s) of dead stubs", len(removed))
 
     def _relaunch(self) -> bool:
         """Start Triton again and wait until ready; False if stopping (or it died) meanwhile."""
