@@ -452,7 +452,7 @@ def bench_suite_command(
 @app.command("bench-front")
 def bench_front_command(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("benchmarks/results/front"),
-    rounds: Annotated[int, typer.Option(min=1, help="Alternating rounds per case.")] = 3,
+    rounds: Annotated[int, typer.Option(min=1, help="Alternating rounds per case.")] = 5,
     duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds per run.")] = 10.0,
     warmup: Annotated[float, typer.Option(min=0.0, help="Unmeasured seconds per run.")] = 2.0,
     repository: RepositoryOption = DEFAULT_REPOSITORY,
@@ -471,7 +471,8 @@ def bench_front_command(
         for result in results:
             typer.echo(
                 f"{result.case.model} {result.case.users} user(s): throughput front/direct "
-                f"{result.throughput_ratio:.3f}, p50 added {result.p50_added_ms:+.3f} ms"
+                f"{result.throughput_ratio:.3f}, p50 added {result.p50_added_ms:+.3f} ms; "
+                f"{result.goal}: {'met' if result.goal_met else 'MISSED'}"
             )
         typer.echo(f"report  {write_front_report(results, options, print_)}")
 

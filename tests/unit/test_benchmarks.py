@@ -7,6 +7,7 @@ import pytest
 
 from maas.benchmarks.baselines import runtime_calls
 from maas.benchmarks.bench import BenchError, BenchOptions, limit_model, parse_list
+from maas.benchmarks.front_overhead import CASES, FrontBenchOptions, FrontResult, report_markdown
 from maas.benchmarks.load_test import Level, summarise_window
 from maas.benchmarks.pacing import ArrivalSchedule, LoadConfig
 from maas.benchmarks.server_stats import breakdown, parse_snapshot
@@ -173,3 +174,19 @@ def test_the_limit_makes_the_runtime_calls_the_adapter_makes() -> None:
     fixed = [{"x": np.full((1, 3), i, dtype=np.float32)} for i in range(5)]
     (joined,) = runtime_calls(fixed, None)
     assert np.array_equal(joined["x"], pad_and_stack([f["x"][0] for f in fixed]))
+
+
+def test_front_cases_are_judged_on_what_they_show() -> None:
+    latency, throughput = CASES
+    slow_loop = FrontResult(latency, 900.0, 400.0, 0.46, 0.60, 0)  # client-bound req/s
+    assert slow_loop.goal_met, "one user: only the added p50 counts"
+    assert not FrontResult(latency, 900.0, 900.0, 0.46, 0.80, 0).goal_met
+    assert FrontResult(throughput, 300.0, 295.0, 24.0, 26.0, 0).goal_met
+    assert not FrontResult(throughput, 300.0, 285.0, 24.0, 24.1, 0).goal_met
+    report = report_markdown(
+        [slow_loop, FrontResult(throughput, 300.0, 285.0, 24.0, 26.0, 0)],
+        FrontBenchOptions(),
+        "## Machine",
+    )
+    assert "p50 added ≤ 0.3 ms: met" in report
+    assert "throughput ratio ≥ 0.97: MISSED" in report
