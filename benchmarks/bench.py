@@ -126,8 +126,8 @@ def run_bench(options: BenchOptions) -> BenchRun:
 
 def limit_batch(repository: ModelRepository, run: BenchRun) -> int:
     """The batch Triton formed at the run's saturation, rounded, within the model's maximum."""
-    run.limit_model = limit_model(run.model)
-    max_batch = max(1, int(repository.read_config(run.limit_model).max_batch_size))
+    model = run.limit_model or limit_model(run.model)
+    max_batch = max(1, int(repository.read_config(model).max_batch_size))
     return min(max_batch, max(1, round(run.formed_batch())))
 
 

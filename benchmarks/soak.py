@@ -26,13 +26,12 @@ from maas.benchmarks.workloads import Workload, WorkloadError, build_workload
 from maas.clients import NO_RETRIES, ModelClient, Protocol
 from maas.errors import MaasError
 from maas.export.repository import ModelRepository
-from maas.server.embedded import ServerOptions, free_port
+from maas.server.embedded import SHM_DIR, ServerOptions, free_port
 from maas.server.stack import ServingStack, StackOptions
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS: tuple[Protocol, ...] = ("http", "grpc")
-SHM = Path("/dev/shm")
 FLAT_GROWTH = 0.05  # memory growth over the run, relative to after warm-up, called flat
 
 
@@ -143,9 +142,9 @@ def front_master(pid: int) -> int:
 
 def shm_usage() -> tuple[float, int]:
     """MiB used in /dev/shm and how many files it holds."""
-    if not SHM.is_dir():
+    if not SHM_DIR.is_dir():
         return 0.0, 0
-    return shutil.disk_usage(SHM).used / 2**20, sum(1 for _ in SHM.iterdir())
+    return shutil.disk_usage(SHM_DIR).used / 2**20, sum(1 for _ in SHM_DIR.iterdir())
 
 
 def soak_workloads(repository: ModelRepository, models: tuple[str, ...]) -> list[Workload]:

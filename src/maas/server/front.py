@@ -211,10 +211,10 @@ def accepts_connections(host: str, port: int) -> bool:
 class HttpFront:
     """The nginx process of the front; start() waits until it listens."""
 
-    def __init__(self, options: FrontOptions, prefix: Path) -> None:
+    def __init__(self, options: FrontOptions, prefix: Path, nginx: Nginx | None = None) -> None:
         self.options = options
         self.prefix = prefix
-        self.nginx = Nginx.locate()
+        self.nginx = nginx or Nginx.locate()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -89,7 +89,7 @@ class ServingStack:
         if not self.options.front:
             return server
         try:
-            Nginx.locate()
+            nginx = Nginx.locate()
         except FrontUnavailableError as missing:
             self.front_problem = str(missing)
             if self.options.allow_unprotected_http:
@@ -105,6 +105,7 @@ class ServingStack:
                 model_control=bool(server.control_key),
             ),
             self.workdir / "front",
+            nginx,
         )
         return replace(server, http_host=LOOPBACK, http_port=self.front.options.upstream_port)
 
