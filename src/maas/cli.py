@@ -41,6 +41,17 @@ UrlOption = Annotated[
 ProtocolOption = Annotated[str, typer.Option(help="http or grpc.")]
 
 
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: commands that start servers (soak, bench, demo) stop them."""
+    raise KeyboardInterrupt
+
+
+@app.callback()
+def main() -> None:
+    """Model as a service on Triton."""
+    signal.signal(signal.SIGTERM, interrupt)  # `serve` and `front` install their own
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the library's typed errors into one line on stderr and exit code 1."""
