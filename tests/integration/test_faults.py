@@ -52,6 +52,14 @@ def regions() -> set[str]:
     return {path.name for path in SHM_DIR.glob(REGION_PREFIX + "*")}
 
 
+def serve_digits(exported: Exported, tmp_path: Path) -> tuple[RunningServer, np.ndarray]:
+    """`maas serve` of digits_cnn alone, and four real inputs for it."""
+    repo = tmp_path / "repo"
+    shutil.copytree(exported.repository.model_dir("digits_cnn"), repo / "digits_cnn")
+    pixels = exported.results["digits_cnn"].built.eval_inputs["pixels"][:4]
+    return start_maas_serve(repo, tmp_path), pixels
+
+
 def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -62,10 +70,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
 def test_a_killed_stub_fails_only_calls_until_its_model_is_reloaded(
     exported: Exported, tmp_path: Path
 ) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(exported.repository.model_dir("digits_cnn"), repo / "digits_cnn")
-    serve = start_maas_serve(repo, tmp_path)
-    pixels = exported.results["digits_cnn"].built.eval_inputs["pixels"][:4]
+    serve, pixels = serve_digits(exported, tmp_path)
     calls: list[Call] = []
     stop = threading.Event()
 
@@ -133,10 +138,7 @@ def tritonserver_of(serve: RunningServer) -> psutil.Process:
 def test_a_dead_tritonserver_is_restarted_and_unready_meanwhile(
     exported: Exported, tmp_path: Path
 ) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(exported.repository.model_dir("digits_cnn"), repo / "digits_cnn")
-    serve = start_maas_serve(repo, tmp_path)
-    pixels = exported.results["digits_cnn"].built.eval_inputs["pixels"][:4]
+    serve, pixels = serve_digits(exported, tmp_path)
     try:
         with ModelClient("digits_cnn", url=serve.http_url) as client:
             before = client.infer({"pixels": pixels})["probabilities"]

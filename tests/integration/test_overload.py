@@ -50,11 +50,13 @@ def test_overload_is_shed_promptly_with_a_retryable_error_and_the_server_stays_r
     began = time.monotonic()
     outcomes = asyncio.run(flood(model, server.url(protocol), protocol, inputs, count))
     elapsed = time.monotonic() - began
+    print(f"\n{model}/{protocol}: {count} at once, queue {queue}: {elapsed:.1f} s", end=" ")
 
     served = [o for o in outcomes if isinstance(o, dict)]
     shed = [o for o in outcomes if isinstance(o, ServerOverloadedError)]
     other = [o for o in outcomes if not isinstance(o, dict | ServerOverloadedError)]
     assert not other, f"unexpected outcomes: {other[:3]}"
+    print(f"{len(served)} served, {len(shed)} shed")
     assert len(served) + len(shed) == count  # nothing lost
     assert served, "no request was served under overload"
     assert shed, f"{count} simultaneous requests with a queue of {queue}: none was shed"
