@@ -46,6 +46,18 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def stop_requested() -> threading.Event:
+    """An event that Ctrl-C or SIGTERM sets, for commands that run until told to stop."""
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()  # only flag it: stopping inside a signal handler can deadlock on wait()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stopping
+
+
 @app.callback()
 def main() -> None:
     """Model as a service on Triton."""
@@ -237,13 +249,7 @@ def serve_command(
             max_body_bytes=int(max_body_mb * 1024 * 1024),
         )
         # Handlers first: a stop asked for while the server starts is honoured once it is up.
-        stopping = threading.Event()
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            stopping.set()  # only flag it: stopping inside a signal handler can deadlock on wait()
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+        stopping = stop_requested()
         server = ServingStack(options)
         server.start()
         for model in server.served:
@@ -285,9 +291,7 @@ def front_command(
         )
         with tempfile.TemporaryDirectory(prefix="maas-front-") as scratch:
             front = HttpFront(options, workdir or Path(scratch))
-            stopping = threading.Event()
-            signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
-            signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+            stopping = stop_requested()
             front.start()
             typer.echo(f"front   {host}:{port} → {upstream}\nconfig  {front.config_path}")
             while not stopping.wait(0.5):

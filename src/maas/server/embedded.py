@@ -24,6 +24,7 @@ import psutil
 from maas.errors import ServerDependencyError, ServerError
 from maas.export.repository import ModelRepository
 
+from .processes import end_process
 from .serving_repo import ServedModel, build_serving_repository
 
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -202,7 +203,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
-# Clients ping idle connections every 30 s (maas.clients.GRPC_KEEPALIVE) so that NAT and load
+# Clients ping idle connections every 30 s (maas.clients.core.grpc_keepalive) so that NAT and load
 # balancers keep them; Triton's defaults would answer such pings with GOAWAY "too_many_pings".
 GRPC_KEEPALIVE_FLAGS = [
     "--grpc-keepalive-permit-without-calls=true",
@@ -243,6 +244,7 @@ class EmbeddedServer:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self.workdir = options.workdir or Path()
         self.log_path = Path()
+        self.serving = Path()  # the repository Triton serves, built at launch
         # The repository API's key: the user's, or a random one only this process knows.
         self.admin_key = options.control_key or secrets.token_urlsafe(24)
 
@@ -278,11 +280,11 @@ class EmbeddedServer:
         self._check_ports()
         self._prepare_workdir()
         backends = self._install_backends(distribution)
-        serving = (self.workdir / "repository").resolve()
+        self.serving = (self.workdir / "repository").resolve()
         self.served = build_serving_repository(
-            ModelRepository(self.options.repository), serving, self.options.padding_strategy
+            ModelRepository(self.options.repository), self.serving, self.options.padding_strategy
         )
-        command = self._command(distribution, serving, backends)
+        command = self._command(distribution, self.serving, backends)
         env = {
             **os.environ,
             "LD_LIBRARY_PATH": library_path(distribution.libraries),
@@ -374,11 +376,10 @@ class EmbeddedServer:
             children = psutil.Process(self._process.pid).children()
         except psutil.Error:
             return []
-        serving = (self.workdir / "repository").resolve()
         found = []
         for child in children:
             try:
-                described = stub_of(child.cmdline(), serving)
+                described = stub_of(child.cmdline(), self.serving)
             except psutil.Error:  # ended meanwhile
                 continue
             if described is not None:
@@ -444,13 +445,8 @@ class EmbeddedServer:
     def stop(self) -> None:
         """SIGTERM: Triton stops taking requests and lets in-flight ones finish, then exits."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=self.options.exit_timeout_s + 10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            end_process(process, signal.SIGTERM, self.options.exit_timeout_s + 10)
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from maas.errors import ServerDependencyError, ServerError
 
+from .processes import end_process
+
 LUA_DIR = Path(__file__).parent / "nginx"
 MODULE_DIRS = (Path("/usr/lib/nginx/modules"), Path("/usr/share/nginx/modules"))
 MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
@@ -270,11 +272,5 @@ class HttpFront:
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGQUIT: nginx finishes the requests in flight, then exits."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            end_process(process, signal.SIGQUIT, timeout_s)
