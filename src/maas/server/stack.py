@@ -157,10 +157,9 @@ class ServingStack:
                 if self.options.allow_unprotected_http
                 else "HTTP is served on loopback only, gRPC publicly",
             )
-        if self.front is not None:
-            if self.front.options.upstream_port == self.options.server.grpc_port:
-                raise ServerError("the front's upstream port collides with gRPC; retry")
-            self.front.prefix.mkdir(parents=True, exist_ok=True)
+        front = self.front
+        if front is not None and front.options.upstream_port == self.options.server.grpc_port:
+            raise ServerError("the front's upstream port collides with gRPC; retry")
         self.triton.start()
         if self.front is not None:
             try:
@@ -188,7 +187,10 @@ class ServingStack:
         while not self._stopping.wait(policy.poll_s):
             if self.front is not None and self.front.returncode is not None:
                 log.error("nginx %s; restarting it", describe_exit(self.front.returncode))
-                self.front.start()
+                try:
+                    self.front.start()
+                except ServerError as failure:  # keep watching; the next poll tries again
+                    log.error("nginx restart failed: %s", failure)
             if self.triton.running:
                 stubs = self._revive_stubs(stubs)
                 continue
@@ -207,8 +209,10 @@ class ServingStack:
             self._bury(stubs)
             if self._stopping.wait(delay) or not self._relaunch():
                 return
+            up_since = time.monotonic()  # the calm spell counts from this attempt
+            if not self.triton.running:
+                continue  # died or timed out starting: the next poll backs off further
             self.restarts += 1
-            up_since = time.monotonic()
             log.warning("tritonserver is back and ready (restart %d)", self.restarts)
             stubs = self.triton.stubs()
 
@@ -253,7 +257,7 @@ class ServingStack:
             log.warning("removed %d Python-backend region(s) of dead stubs", len(removed))
 
     def _relaunch(self) -> bool:
-        """Start Triton again and wait until ready; False if stopping (or it died) meanwhile."""
+        """Start Triton again and wait until it is ready or gone; False if stopping meanwhile."""
         try:
             self.triton.launch()
         except ServerError as failure:
