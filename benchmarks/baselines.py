@@ -14,63 +14,19 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from maas.errors import MaasError
-from maas.export.repository import ModelRepository
-from maas.runtimes import Runner, RuntimeOptions, load_runner
-from maas.server.batching import plan_calls
-from maas.server.embedded import free_port
-from maas.server.serving_repo import ADAPTED_BACKENDS, backend_of
+from maas.base.errors import BaselineError
+from maas.base.served.adapter import ServedModelRunner
+from maas.base.triton.endpoints import free_port
+from maas.base.triton.names import IMAGE
+from maas.base.triton.repository import ModelRepository
 
-from .workloads import (
-    PREPROCESS_SUFFIX,
-    RAW_IMAGE_INPUT,
-    Inputs,
-    build_workload,
-    image_preprocessor,
-)
+from .workloads import RAW_IMAGE_INPUT, build_workload, image_preprocessor
 
 NAIVE_START_TIMEOUT_S = 180.0
-SERVED_STRATEGY = "buckets"  # maas serve's default padding strategy
-
-
-class BaselineError(MaasError):
-    """A baseline could not be measured."""
-
-
-@dataclass(frozen=True)
-class ServedArtifact:
-    """The file a model's served version runs, and how its runtime loads it."""
-
-    model: str
-    runtime: str
-    path: Path
-    options: RuntimeOptions
-
-    def load(self) -> Runner:
-        """Load it as the serving adapter does."""
-        return load_runner(self.runtime, self.path, self.options)
-
-
-def served_artifact(repository: ModelRepository, model: str) -> ServedArtifact:
-    """The newest version's artifact of a model served through a runtime."""
-    config = repository.read_config(model)
-    runtime = backend_of(config)
-    if runtime not in ADAPTED_BACKENDS:
-        raise BaselineError(f"model {model!r} runs on {runtime!r}, not a model runtime")
-    version = max(repository.versions(model))
-    filename = config.default_model_filename or ADAPTED_BACKENDS[runtime]
-    parameters = {key: value.string_value for key, value in config.parameters.items()}
-    options = RuntimeOptions(
-        precision=parameters.get("precision", "fp32"), threads=int(parameters.get("threads", "0"))
-    )
-    return ServedArtifact(
-        model, runtime, repository.version_dir(model, version) / filename, options
-    )
 
 
 @dataclass(frozen=True)
@@ -82,39 +38,26 @@ class Throughput:
     batches: int
 
 
-def runtime_calls(requests: list[Inputs], padding_mask: str | None) -> list[Inputs]:
-    """The runtime calls the serving adapter makes for these requests as one formed batch."""
-    if padding_mask is None:
-        return [{name: np.concatenate([r[name] for r in requests]) for name in requests[0]}]
-    return plan_calls(requests, padding_mask, SERVED_STRATEGY)[1]
-
-
 def in_process_limit(
     repository: ModelRepository, model: str, batch: int, seconds: float = 5.0, repeats: int = 3
 ) -> Throughput:
     """Samples/s of the served artifact at `batch`, cycling through the benchmark's payloads.
 
-    Variable-length inputs are grouped and padded exactly as the serving adapter does it, so
-    the limit computes the same positions the server computes. The runtime gets every core
-    (its default), whatever thread count the serving config asks for. The median of `repeats`
-    timings of seconds/repeats each: one noisy slice does not move the limit.
+    Each formed batch runs through the serving adapter's own core (ServedModelRunner), so
+    variable-length inputs are grouped and padded exactly as served. The runtime gets every
+    core (its default), whatever thread count the serving config asks for. The median of
+    `repeats` timings of seconds/repeats each: one noisy slice does not move the limit.
     """
     workload = build_workload(repository, model)
-    padding_mask = repository.read_config(model).parameters["padding_mask"].string_value or None
-    batches = [
-        runtime_calls(workload.batch(batch, start), padding_mask)
-        for start in range(0, len(workload.requests), batch)
-    ]
-    artifact = served_artifact(repository, model)
-    runner = load_runner(artifact.runtime, artifact.path, replace(artifact.options, threads=0))
-    for calls in batches[:3]:
-        runner.infer(calls[0])  # warm-up: first calls compile and allocate
+    batches = [workload.batch(batch, start) for start in range(0, len(workload.requests), batch)]
+    served = ServedModelRunner.for_repository(repository, model, threads=0)
+    for feeds in batches[:3]:
+        served.run(feeds)  # warm-up: first calls compile and allocate
     rates, formed = [], 0
     for _ in range(repeats):
         done, began = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - began) < seconds / repeats:
-            for feed in batches[(formed + done) % len(batches)]:
-                runner.infer(feed)
+            served.run(batches[(formed + done) % len(batches)])
             done += 1
         formed += done
         rates.append(done * batch / elapsed)
@@ -129,20 +72,20 @@ def pipeline(repository: ModelRepository, model: str) -> tuple[str, Callable[[],
     """
     workload = build_workload(repository, model)
     if workload.kind == "image":
-        classifier = model.removesuffix("_image")
-        preprocess = image_preprocessor(repository, classifier).preprocess
-        runner = served_artifact(repository, classifier).load()
-        input_name = repository.read_config(classifier).input[0].name
-        encoded = bytes(workload.requests[0][RAW_IMAGE_INPUT].reshape(-1)[0])
+        classifier = IMAGE.base_of(model) or model
+        preprocess = image_preprocessor(repository, classifier).preprocess_batch
+        served = ServedModelRunner.for_repository(repository, classifier)
+        input_name = served.signature.inputs[0]
+        encoded = workload.requests[0][RAW_IMAGE_INPUT]
 
         def image_call() -> object:
-            return runner.infer({input_name: preprocess(encoded, 0)[None]})
+            return served.run([{input_name: preprocess(encoded)}])
 
-        return f"decode + {classifier}{PREPROCESS_SUFFIX} + {classifier} in-process", image_call
+        return f"decode + {IMAGE.prepare(classifier)} + {classifier} in-process", image_call
     if workload.kind in ("image-tensor", "text-tensor"):
-        runner = served_artifact(repository, model).load()
+        served = ServedModelRunner.for_repository(repository, model)
         feed = workload.requests[0]
-        return f"{model} artifact in-process", lambda: runner.infer(feed)
+        return f"{model} artifact in-process", lambda: served.run([feed])
     raise BaselineError(f"no in-process pipeline for {model!r} ({workload.kind} inputs)")
 
 

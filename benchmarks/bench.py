@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from maas.conventions import IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX
-from maas.errors import MaasError
-from maas.export.repository import ModelRepository
+from maas.base.errors import BenchError
+from maas.base.triton.names import IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX
+from maas.base.triton.repository import ModelRepository
 
 from .baselines import in_process_limit
 from .load_report import BenchRun
@@ -16,10 +16,6 @@ from .load_test import Level, LoadSpec, run_load_test
 
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
 DEFAULT_RATE_USERS = 32  # users that share an open-loop schedule, unless --users says otherwise
-
-
-class BenchError(MaasError):
-    """The benchmark was asked for something it cannot do."""
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from maas.base.triton.endpoints import free_port
 from maas.benchmarks.bench import BenchOptions, run_bench
 from maas.benchmarks.fingerprint import fingerprint, render
 from maas.benchmarks.load_test import LevelResult
 from maas.benchmarks.report import markdown_table, write_pair
-from maas.server.embedded import ServerOptions, free_port
-from maas.server.stack import ServingStack, StackOptions
+from maas.serve.embedded import ServerOptions
+from maas.serve.stack import ServingStack, StackOptions
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from maas.errors import MaasError
+from maas.base.errors import LoadTestError
 
 from .server_stats import ModelBreakdown
 
 DELAYED_WARNING_FRACTION = 0.05  # more delayed sends than this: the offered rate was not held
 REACHED_FRACTION = 0.95  # achieved below this share of the offered rate: not reached
-
-
-class LoadTestError(MaasError):
-    """The load generator could not run."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 from locust import User, constant, events, task  # noqa: E402
 
-from maas.export.repository import ModelRepository  # noqa: E402
+from maas.base.triton.repository import ModelRepository  # noqa: E402
 
 from .pacing import ARRIVALS, DELAY_TOLERANCE_S, PROTOCOLS, ArrivalSchedule, LoadConfig  # noqa: E402
 from .workloads import RAW_IMAGE_INPUT, Inputs, Workload, build_workload  # noqa: E402

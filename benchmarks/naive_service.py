@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from fastapi import FastAPI, HTTPException, Request
 
+from maas.base.served.image import InvalidImageError
+from maas.base.triton.repository import ModelRepository
 from maas.export.registry import get_spec
-from maas.export.repository import ModelRepository
-from maas.triton_models.image_preprocess import InvalidImageError
 
 from .workloads import image_preprocessor
 

@@ -13,15 +13,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from maas.errors import MaasError
+from maas.base.errors import StatsError
 
 Snapshot = dict[str, dict[str, int]]  # model → counter name → value
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 _COUNTERS = ("success", "fail", *PHASES)
-
-
-class StatsError(MaasError):
-    """The server's statistics endpoint could not be read."""
 
 
 def fetch_snapshot(http_url: str, timeout_s: float = 10.0) -> Snapshot:

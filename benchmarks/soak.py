@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from maas.base.errors import MaasError, WorkloadError
+from maas.base.triton.endpoints import free_port
+from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.bench import listener_pid
 from maas.benchmarks.report import markdown_table, write_pair
-from maas.benchmarks.workloads import Workload, WorkloadError, build_workload
+from maas.benchmarks.workloads import Workload, build_workload
 from maas.clients import NO_RETRIES, ModelClient, Protocol
-from maas.errors import MaasError
-from maas.export.repository import ModelRepository
-from maas.server.embedded import SHM_DIR, ServerOptions, free_port
-from maas.server.stack import ServingStack, StackOptions
+from maas.serve.embedded import SHM_DIR, ServerOptions
+from maas.serve.stack import ServingStack, StackOptions
 
 log = logging.getLogger(__name__)
 

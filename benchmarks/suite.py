@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.export.repository import ModelRepository
-from maas.server.embedded import EmbeddedServer, ServerOptions, free_port
+from maas.base.triton.endpoints import free_port
+from maas.base.triton.repository import ModelRepository
+from maas.serve.embedded import EmbeddedServer, ServerOptions
 
 from .baselines import Throughput, in_process_limit, latencies_ms, naive_service, pipeline
 from .bench import BenchOptions, limit_batch, limit_model, run_bench

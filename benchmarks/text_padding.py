@@ -19,11 +19,12 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from maas.base.sentences import SENTENCES
+from maas.base.triton.endpoints import free_port
+from maas.base.triton.parameters import PADDING_STRATEGIES as STRATEGIES
+from maas.base.triton.repository import ModelRepository
 from maas.clients import TextEmbedder
-from maas.export.repository import ModelRepository
-from maas.export.sentences import SENTENCES
-from maas.server.batching import STRATEGIES
-from maas.server.embedded import EmbeddedServer, ServerOptions, free_port
+from maas.serve.embedded import EmbeddedServer, ServerOptions
 
 from .report import write_pair
 

@@ -10,29 +10,23 @@ the server and the baselines see the same inputs.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from google.protobuf.json_format import MessageToDict
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas.errors import MaasError
-from maas.export.repository import ModelRepository
-from maas.export.sentences import SENTENCES
-from maas.triton_models.image_preprocess import ImagePreprocessor
+from maas.base.errors import WorkloadError
+from maas.base.sentences import SENTENCES
+from maas.base.served.image import ImagePreprocessor
+from maas.base.served.text import TextTokenizer
+from maas.base.triton.names import IMAGE, TEXT
+from maas.base.triton.repository import ModelRepository
 
 Inputs = dict[str, np.ndarray]
-RAW_IMAGE_INPUT = "IMAGE"
-RAW_TEXT_INPUT = "TEXT"
-PREPROCESS_SUFFIX = "_preprocess"
-TOKENIZER_SUFFIX = "_tokenizer"
-
-
-class WorkloadError(MaasError):
-    """No real payload can be built for a model."""
+RAW_IMAGE_INPUT = IMAGE.raw_input
+RAW_TEXT_INPUT = TEXT.raw_input
 
 
 @dataclass(frozen=True)
@@ -66,8 +60,15 @@ def config_as_json(config: mc.ModelConfig) -> dict[str, Any]:
 
 def image_preprocessor(repository: ModelRepository, model: str) -> ImagePreprocessor:
     """The preprocessing the server runs for `model`, from its companion's config."""
-    name = model + PREPROCESS_SUFFIX
+    name = IMAGE.prepare(model)
     return ImagePreprocessor.from_config(config_as_json(repository.read_config(name)), name)
+
+
+def text_tokenizer(repository: ModelRepository, model: str) -> TextTokenizer:
+    """The tokenizer the server runs for `model`, from its companion's config and files."""
+    name = TEXT.prepare(model)
+    folder = repository.version_dir(name, max(repository.versions(name)))
+    return TextTokenizer.from_config(config_as_json(repository.read_config(name)), folder, name)
 
 
 def build_workload(repository: ModelRepository, model: str, image: bytes | None = None) -> Workload:
@@ -84,10 +85,10 @@ def build_workload(repository: ModelRepository, model: str, image: bytes | None 
     if inputs == [RAW_TEXT_INPUT]:
         texts = tuple({RAW_TEXT_INPUT: bytes_tensor([s.encode()])} for s in SENTENCES)
         return Workload(model, "text", texts)
-    if model + PREPROCESS_SUFFIX in names:
+    if IMAGE.prepare(model) in names:
         pixels = image_preprocessor(repository, model).preprocess(encoded, 0)
         return Workload(model, "image-tensor", ({inputs[0]: pixels[None]},))
-    if model + TOKENIZER_SUFFIX in names:
+    if TEXT.prepare(model) in names:
         return Workload(model, "text-tensor", tokenized_requests(repository, model, inputs))
     raise WorkloadError(
         f"no real payload for {model!r}: it takes {', '.join(inputs)} and has neither an "
@@ -104,20 +105,10 @@ def tokenized_requests(
     repository: ModelRepository, model: str, inputs: list[str]
 ) -> tuple[Inputs, ...]:
     """Each sentence tokenized as the server's tokenizer model does it: truncated, unpadded."""
-    from tokenizers import Tokenizer
-
-    name = model + TOKENIZER_SUFFIX
-    parameters = repository.read_config(name).parameters
-    tokenizer_dir = repository.version_dir(name, max(repository.versions(name)))
-    tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(int(json.loads(parameters["max_length"].string_value)))
+    tokenizer = text_tokenizer(repository, model)
     requests = []
-    for encoding in tokenizer.encode_batch(list(SENTENCES)):
-        arrays = {
-            "input_ids": np.array([encoding.ids], dtype=np.int64),
-            "attention_mask": np.array([encoding.attention_mask], dtype=np.int64),
-            "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
-        }
+    for sentence in SENTENCES:
+        ids, mask = tokenizer.tokenize([sentence])
+        arrays = {"input_ids": ids, "attention_mask": mask}
         requests.append({name: arrays[name] for name in inputs})
     return tuple(requests)

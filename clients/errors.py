@@ -8,40 +8,26 @@ import importlib
 
 from tritonclient.utils import InferenceServerException
 
-from maas.errors import MaasError
+from maas.base.errors import (
+    ClientError,
+    InferenceFailedError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ServerOverloadedError,
+    ServerUnavailableError,
+)
 
-
-class ClientError(MaasError):
-    """A call to the inference server failed; `model` and `status` say where and how."""
-
-    def __init__(self, message: str, *, model: str = "", status: str | None = None) -> None:
-        super().__init__(message)
-        self.model = model
-        self.status = status
-
-
-class ModelNotFoundError(ClientError):
-    """The server does not serve the requested model (or model version)."""
-
-
-class InvalidInputError(ClientError):
-    """The request does not fit the model: HTTP 400 / gRPC INVALID_ARGUMENT, or a local check."""
-
-
-class ServerUnavailableError(ClientError):
-    """The server cannot be reached or refuses work: connection errors, HTTP 503, UNAVAILABLE."""
-
-
-class ServerOverloadedError(ServerUnavailableError):
-    """The model's queue is full and the server shed the request at once; safe to retry later."""
-
-
-class InferenceTimeoutError(ClientError):
-    """The call ran past the client timeout: socket/asyncio timeouts, gRPC DEADLINE_EXCEEDED."""
-
-
-class InferenceFailedError(ClientError):
-    """Any other failure, such as an error raised by the model itself (HTTP 500 / INTERNAL)."""
+__all__ = [
+    "ClientError",
+    "InferenceFailedError",
+    "InferenceTimeoutError",
+    "InvalidInputError",
+    "ModelNotFoundError",
+    "ServerOverloadedError",
+    "ServerUnavailableError",
+    "map_error",
+]
 
 
 def _optional_types(*names: tuple[str, str]) -> tuple[type[BaseException], ...]:

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maas.errors import ExportError, VerificationError
+from maas.base.errors import ExportError, VerificationError
+from maas.base.triton.repository import ModelRepository
 
 from . import manifest, triton_config
 from .onnx_export import export_onnx
-from .repository import ModelRepository
 from .selection import MEASURE_SECONDS, Candidate, choose, evaluate
 from .spec import BuiltModel, ModelSpec
 from .targets import TARGETS, Target, get_target
-from .triton_config import ONNX_FILE, PYTHON_FILE
+from .triton_config import ONNX_FILE
 from .verify import (
     VerificationReport,
     onnxruntime_runner,
@@ -173,9 +173,7 @@ def write_entries(
         return (spec.name,)
     config = triton_config.preprocess_config(spec, preprocessing)
     preprocess = repository.write_config(config).parent.name
-    code = repository.version_dir(preprocess, 1) / PYTHON_FILE
-    code.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(preprocessing.triton_model, code)
+    code = preprocessing.triton_model.install(repository.version_dir(preprocess, 1))
     for filename, source in built.assets.items():
         shutil.copyfile(source, code.parent / filename)
     config = triton_config.ensemble_config(spec, preprocessing)

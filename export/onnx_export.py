@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from maas.errors import ExportError
+from maas.base.errors import ExportError
 
 from .spec import Inputs, ModelSpec
 

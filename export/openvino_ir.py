@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.errors import ExportError
+from maas.base.errors import ExportError
 
 
 def run(*args: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maas.errors import UnknownModelError
+from maas.base.errors import UnknownModelError
 
 from .spec import ModelSpec
 

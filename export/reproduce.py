@@ -13,14 +13,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maas.errors import ExportError
-from maas.runtimes import RuntimeOptions, load_runner
+from maas.base.errors import ExportError
+from maas.base.runtimes import RuntimeOptions, load_runner
+from maas.base.triton.config import LABELS_FILE
+from maas.base.triton.repository import CONFIG_FILE, ModelRepository
 
 from . import manifest
 from .exporter import ExportResult, export_model
 from .registry import get_spec
-from .repository import CONFIG_FILE, ModelRepository
-from .triton_config import LABELS_FILE
 from .verify import compare_outputs, run_batched
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.runtimes import Runner, RuntimeOptions, RuntimeUnavailableError, load_runner
+from maas.base.errors import RuntimeUnavailableError
+from maas.base.runtimes import Runner, RuntimeOptions, load_runner
 
 from .spec import BuiltModel, Inputs, ModelSpec
 from .targets import BuildContext, Target

@@ -11,8 +11,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from maas.conventions import IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX
-from maas.triton_models import IMAGE_PREPROCESS, TOKENIZER
+from maas.base.served.triton_models import IMAGE_PREPROCESS, TOKENIZER
+from maas.base.triton.names import IMAGE, TEXT
 
 Task = Literal["image-classification", "text-classification", "feature-extraction"]
 Inputs = dict[str, np.ndarray]
@@ -40,9 +40,7 @@ class ImagePreprocessing:
     resize: str = "bilinear"  # a Pillow resampling filter name: bilinear, box, bicubic, nearest
     center_crop: bool = False  # resize the short side, then crop the centre (ImageNet style)
 
-    raw_input = "IMAGE"
-    model_suffix = "_preprocess"
-    ensemble_suffix = IMAGE_ENSEMBLE_SUFFIX
+    companions = IMAGE
     triton_model = IMAGE_PREPROCESS
 
     def __post_init__(self) -> None:
@@ -72,9 +70,7 @@ class TextPreprocessing:
     max_length: int
     truncation: bool = True  # False: texts over max_length tokens are rejected, not cut
 
-    raw_input = "TEXT"
-    model_suffix = "_tokenizer"
-    ensemble_suffix = TEXT_ENSEMBLE_SUFFIX
+    companions = TEXT
     triton_model = TOKENIZER
 
     def __post_init__(self) -> None:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.errors import ExportError
-from maas.runtimes import RuntimeUnavailableError
+from maas.base.errors import ExportError, RuntimeUnavailableError
 
 from . import openvino_ir
 from .spec import Inputs, ModelSpec

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from maas.runtimes import RuntimeUnavailableError
-from maas.runtimes.tensorrt_runner import SIDECAR_SUFFIX, build_environment, require_tensorrt
+from maas.base.errors import RuntimeUnavailableError
+from maas.base.runtimes.tensorrt_runner import SIDECAR_SUFFIX, build_environment, require_tensorrt
 
 from .targets import BuildContext, calibration_items
 

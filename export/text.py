@@ -7,20 +7,18 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import transformers
-from tokenizers import Tokenizer
 from torch import nn
 
-from maas.errors import ExportError
+from maas.base.errors import ExportError
+from maas.base.sentences import SENTENCES
+from maas.base.served.text import TOKENIZER_FILE, TextTokenizer
 
-from .sentences import SENTENCES
 from .spec import Batching, BuiltModel, Inputs, ModelSpec, TensorSpec, TextPreprocessing, Tolerance
 
 TextTask = Literal["feature-extraction", "text-classification"]
 TEXT_TASKS: tuple[TextTask, ...] = ("feature-extraction", "text-classification")
-TOKENIZER_FILE = "tokenizer.json"
 MAX_LENGTH_CAP = 512
 TEXT_BATCHING = Batching(max_batch_size=64, preferred_batch_sizes=(16, 32))
 TEXT_INPUTS = (
@@ -77,10 +75,10 @@ def read_json(path: Path) -> dict[str, object]:
 
 
 def max_length_of(folder: Path) -> int:
-    """sentence-transformers' max_seq_length where present, else what the model allows."""
+    """sentence-transformers' max_seq_length where present, else what the model allows; ≤ 512."""
     sentence_config = read_json(folder / "sentence_bert_config.json")
     if "max_seq_length" in sentence_config:
-        return int(str(sentence_config["max_seq_length"]))
+        return min(MAX_LENGTH_CAP, int(str(sentence_config["max_seq_length"])))
     config = read_json(folder / "config.json")
     tokenizer_config = read_json(folder / "tokenizer_config.json")
     limits = [MAX_LENGTH_CAP, int(str(config.get("max_position_embeddings", MAX_LENGTH_CAP)))]
@@ -111,18 +109,8 @@ def tokenizer_file(folder: Path) -> Path:
 
 
 def tokenize(path: Path, texts: tuple[str, ...], max_length: int) -> Inputs:
-    """Token ids and mask for texts, truncated to max_length and padded to the longest."""
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length)
-    encodings = tokenizer.encode_batch(list(texts))
-    longest = max(len(encoding.ids) for encoding in encodings)
-    pad_id = tokenizer.token_to_id("[PAD]") or 0
-    ids = np.full((len(texts), longest), pad_id, dtype=np.int64)
-    mask = np.zeros((len(texts), longest), dtype=np.int64)
-    for row, encoding in enumerate(encodings):
-        ids[row, : len(encoding.ids)] = encoding.ids
-        mask[row, : len(encoding.ids)] = 1
+    """Token ids and mask for texts, as the served tokenizer makes them: truncated, padded."""
+    ids, mask = TextTokenizer(path, max_length).tokenize(list(texts))
     return {"input_ids": ids, "attention_mask": mask}
 
 
@@ -148,7 +136,7 @@ def build_text_model(folder: Path, task: TextTask, max_length: int) -> BuiltMode
             "folder": str(folder),
             "architecture": str(config.get("architectures", ["unknown"])),
             "loader": f"transformers {transformers.__version__}",
-            "data": f"{len(SENTENCES)} varied sentences (maas.export.sentences)",
+            "data": f"{len(SENTENCES)} varied sentences (maas.base.sentences)",
         },
         assets={TOKENIZER_FILE: tokenizer},
     )

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
 import numpy as np
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+
+from maas.base.triton.config import DEFAULT_ARTIFACTS, LABELS_FILE
+from maas.base.triton.parameters import ModelParameters
 
 from .spec import Batching, ModelSpec, Preprocessing, TensorSpec
 from .targets import Target
 
-ModelConfig: TypeAlias = mc.ModelConfig
-LABELS_FILE = "labels.txt"
 ONNX_FILE = "model.onnx"
-PYTHON_FILE = "model.py"
-# What each native backend loads when config names no default_model_filename.
-DEFAULT_ARTIFACTS = {"onnxruntime": "model.onnx", "openvino": "model.xml", "tensorrt": "model.plan"}
 
 _DATA_TYPES = {
     "float32": mc.TYPE_FP32,
@@ -86,23 +81,20 @@ def model_config(spec: ModelSpec, target: Target) -> mc.ModelConfig:
     config.version_policy.all.SetInParent()  # clients pin versions; unpinned gets the newest
     for key, value in target.parameters.items():
         config.parameters[key].string_value = value
-    config.parameters["maas_target"].string_value = target.name
-    config.parameters["precision"].string_value = target.precision
-    if spec.padding_mask is not None:
-        # Lets a runtime that pads variable-length requests count real tokens (ignored natively).
-        config.parameters["padding_mask"].string_value = spec.padding_mask
+    # The padding mask lets a runtime that pads variable-length requests count real tokens.
+    ModelParameters(target.name, target.precision, spec.padding_mask).write(config)
     return config
 
 
 def preprocess_name(spec: ModelSpec, preprocessing: Preprocessing) -> str:
     """Name of the Python model that prepares the spec's inputs."""
-    return spec.name + preprocessing.model_suffix
+    return preprocessing.companions.prepare(spec.name)
 
 
 def preprocess_config(spec: ModelSpec, preprocessing: Preprocessing) -> mc.ModelConfig:
     """The Python-backend model that turns raw bytes (images, texts) into the model's inputs."""
     config = mc.ModelConfig(name=preprocess_name(spec, preprocessing), backend="python")
-    raw = mc.ModelInput(name=preprocessing.raw_input, data_type=mc.TYPE_STRING, dims=[1])
+    raw = mc.ModelInput(name=preprocessing.companions.raw_input, data_type=mc.TYPE_STRING, dims=[1])
     config.input.append(raw)
     config.output.extend(model_output(tensor, labels=False) for tensor in spec.inputs)
     apply_batching(config, spec.batching)
@@ -113,16 +105,17 @@ def preprocess_config(spec: ModelSpec, preprocessing: Preprocessing) -> mc.Model
 
 def ensemble_config(spec: ModelSpec, preprocessing: Preprocessing) -> mc.ModelConfig:
     """Raw bytes → preprocess → model, as one model named <model><ensemble suffix>."""
-    config = mc.ModelConfig(name=spec.name + preprocessing.ensemble_suffix, platform="ensemble")
+    name = preprocessing.companions.ensemble(spec.name)
+    config = mc.ModelConfig(name=name, platform="ensemble")
     config.max_batch_size = spec.batching.max_batch_size
-    raw = mc.ModelInput(name=preprocessing.raw_input, data_type=mc.TYPE_STRING, dims=[1])
+    raw = mc.ModelInput(name=preprocessing.companions.raw_input, data_type=mc.TYPE_STRING, dims=[1])
     config.input.append(raw)
     labelled = spec.classification_output is not None
     config.output.extend(model_output(output, labels=labelled) for output in spec.outputs)
     prepare = config.ensemble_scheduling.step.add()
     prepare.model_name = preprocess_name(spec, preprocessing)
     prepare.model_version = -1
-    prepare.input_map[preprocessing.raw_input] = preprocessing.raw_input
+    prepare.input_map[preprocessing.companions.raw_input] = preprocessing.companions.raw_input
     run = config.ensemble_scheduling.step.add()
     run.model_name = spec.name
     run.model_version = -1
@@ -132,13 +125,3 @@ def ensemble_config(spec: ModelSpec, preprocessing: Preprocessing) -> mc.ModelCo
     for output in spec.outputs:
         run.output_map[output.name] = output.name
     return config
-
-
-def to_text(config: mc.ModelConfig) -> str:
-    """config.pbtxt text for a config."""
-    return str(text_format.MessageToString(config))
-
-
-def from_text(text: str) -> mc.ModelConfig:
-    """Parse config.pbtxt text; raises google.protobuf.text_format.ParseError when malformed."""
-    return text_format.Parse(text, mc.ModelConfig())

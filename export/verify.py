@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maas.errors import VerificationError
-from maas.runtimes import load_runner
+from maas.base.errors import VerificationError
+from maas.base.runtimes import load_runner
 
 from .spec import Inputs, ModelSpec
 

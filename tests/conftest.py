@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from maas.base.triton.endpoints import free_port
 from maas.clients import Protocol
 from maas.export import (
     ExportResult,
@@ -24,7 +25,6 @@ from maas.export import (
     model_names,
 )
 from maas.export.text import hf_text_spec, text_task
-from maas.server.embedded import free_port
 from tests.tiny_bert import make_tiny_bert
 
 STARTUP_TIMEOUT_S = 180

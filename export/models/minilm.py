@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from maas.errors import ExportError
+from maas.base.errors import ExportError
 
 from ..registry import register
 from ..text import hf_text_spec

@@ -17,7 +17,7 @@ from maas.clients import (
     Protocol,
     ServerUnavailableError,
 )
-from maas.samples import write_held_out_digits
+from maas.export.samples import write_held_out_digits
 from tests.conftest import Exported, RunningServer
 
 

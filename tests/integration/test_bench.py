@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.baselines import in_process_limit, naive_service, pipeline
 from maas.benchmarks.bench import BenchOptions, run_bench
 from maas.benchmarks.workloads import build_workload
 from maas.clients import ModelClient
-from maas.export.repository import ModelRepository
 from tests.conftest import Exported, RunningServer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

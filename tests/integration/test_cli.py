@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from maas.samples import write_held_out_digits, write_photos
+from maas.export.samples import write_held_out_digits, write_photos
 from tests.conftest import RunningServer
 
 

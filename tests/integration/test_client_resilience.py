@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maas.base.triton.endpoints import free_port
 from maas.clients import ModelClient, Protocol, RetryPolicy, ServerUnavailableError
-from maas.server.embedded import free_port
 from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
 
 PATIENT = RetryPolicy(attempts=200, initial_backoff_s=0.1, max_backoff_s=1.0, deadline_s=180)

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from maas.base.errors import MaasError
 from maas.clients import NO_RETRIES, ModelClient, Protocol
-from maas.errors import MaasError
-from maas.server.embedded import REGION_PREFIX, SHM_DIR, STUB_NAME
+from maas.serve.embedded import REGION_PREFIX, SHM_DIR, STUB_NAME
 from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from maas.base.triton.endpoints import free_port
 from maas.clients import NO_RETRIES, ModelClient, ServerUnavailableError
-from maas.server.embedded import free_port
 from tests.conftest import Exported, start_maas_serve, stop_maas_serve
 
 

@@ -12,7 +12,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from maas.server.embedded import CONTROL_HEADER, GRPC_CONTROL_HEADER
+from maas.serve.embedded import CONTROL_HEADER, GRPC_CONTROL_HEADER
 from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
 
 KEY = "test-control-key-0123456789"
@@ -80,8 +80,8 @@ def test_grpc_control_needs_the_key(controlled: RunningServer) -> None:
 
 
 def test_a_weak_control_key_is_refused_before_the_server_starts(tmp_path: Path) -> None:
-    from maas.errors import ServerError
-    from maas.server.embedded import ServerOptions
+    from maas.base.errors import ServerError
+    from maas.serve.embedded import ServerOptions
 
     with pytest.raises(ServerError, match="16 or more characters"):
         ServerOptions(tmp_path, control_key="short")

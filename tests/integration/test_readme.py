@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from maas.samples import write_held_out_digits
+from maas.export.samples import write_held_out_digits
 from tests.conftest import RunningServer
 
 README = Path(__file__).resolve().parents[2] / "README.md"

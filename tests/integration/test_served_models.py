@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maas.base.runtimes import RuntimeOptions, load_runner
 from maas.clients import ImageClassifier, ModelClient, Protocol
 from maas.export import get_spec, model_names
+from maas.export.samples import write_held_out_digits, write_photos
 from maas.export.selection import gate
 from maas.export.verify import torch_runner
-from maas.runtimes import RuntimeOptions, load_runner
-from maas.samples import write_held_out_digits, write_photos
 from tests.conftest import Exported, RunningServer
 from tests.integration.expectations import SERVED_MODEL_EXPECTATIONS
 

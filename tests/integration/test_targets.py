@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from maas.errors import ExportError
+from maas.base.errors import ExportError
 from maas.export import ModelRepository, export_model, get_spec
 from maas.export.manifest import load
 from tests.conftest import Exported

@@ -10,8 +10,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from maas.base.sentences import LONG_DOCUMENT
 from maas.clients import InvalidInputError, Protocol, TextEmbedder
-from maas.export.sentences import LONG_DOCUMENT
 from maas.export.verify import cosine_similarities
 from tests.conftest import RunningServer
 

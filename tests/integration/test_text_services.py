@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from maas.base.sentences import SENTENCES
 from maas.clients import (
     AsyncTextClassifier,
     AsyncTextEmbedder,
@@ -16,7 +17,6 @@ from maas.clients import (
     TextEmbedder,
 )
 from maas.export.models.minilm import packaged_model_dir
-from maas.export.sentences import SENTENCES
 from maas.export.verify import cosine_similarities, torch_runner
 from tests.conftest import Exported, RunningServer
 from tests.tiny_bert import LABELS

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maas.server.batching import (
+from maas.base.served.batching import (
     group_rows,
     length_buckets,
     pad_and_stack,

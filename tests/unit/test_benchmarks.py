@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maas.benchmarks.baselines import runtime_calls
-from maas.benchmarks.bench import BenchError, BenchOptions, limit_model, parse_list
+from maas.base.errors import BenchError
+from maas.base.served.adapter import ServedModelRunner, ServedSignature
+from maas.base.served.batching import pad_and_stack
+from maas.base.triton.parameters import AdapterParameters, ModelParameters
+from maas.benchmarks.bench import BenchOptions, limit_model, parse_list
 from maas.benchmarks.front_overhead import CASES, FrontBenchOptions, FrontResult, report_markdown
 from maas.benchmarks.load_test import Level, summarise_window
 from maas.benchmarks.pacing import ArrivalSchedule, LoadConfig
 from maas.benchmarks.server_stats import breakdown, parse_snapshot
-from maas.server.batching import pad_and_stack
 
 
 def test_constant_arrivals_are_evenly_spaced_and_each_slot_goes_to_one_caller() -> None:
@@ -174,6 +176,36 @@ def test_the_limit_makes_the_runtime_calls_the_adapter_makes() -> None:
     fixed = [{"x": np.full((1, 3), i, dtype=np.float32)} for i in range(5)]
     (joined,) = runtime_calls(fixed, None)
     assert np.array_equal(joined["x"], pad_and_stack([f["x"][0] for f in fixed]))
+
+
+class RecordingRunner:
+    """Echoes the first input's first column and records every call it gets."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, np.ndarray]] = []
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls.append(inputs)
+        first = next(iter(inputs.values()))
+        return {"y": first[:, :1].astype(np.float32)}
+
+    def describe(self) -> dict[str, str]:
+        return {"runtime": "recording"}
+
+
+def runtime_calls(
+    requests: list[dict[str, np.ndarray]], padding_mask: str | None
+) -> list[dict[str, np.ndarray]]:
+    """The runtime calls the serving adapter's core makes for these requests as one batch."""
+    runner = RecordingRunner()
+    model = ModelParameters(padding_mask=padding_mask)
+    parameters = AdapterParameters("model.onnx", "onnxruntime", model)
+    signature = ServedSignature(tuple(requests[0]), ("y",), batched=True)
+    results = ServedModelRunner(parameters, signature, runner).run(requests)
+    for request, result in zip(requests, results, strict=True):  # rows go back to their request
+        first = next(iter(request.values()))
+        np.testing.assert_array_equal(result["y"], first[:, :1].astype(np.float32))
+    return runner.calls
 
 
 def test_front_cases_are_judged_on_what_they_show() -> None:

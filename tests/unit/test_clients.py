@@ -18,6 +18,7 @@ import tritonclient.http as httpclient
 from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException
 
+from maas.base.errors import MaasError
 from maas.clients import (
     AsyncImageClassifier,
     AsyncModelClient,
@@ -54,7 +55,6 @@ from maas.clients.image import (
     takes_encoded_images,
 )
 from maas.clients.routing import IMAGE_COMPANION
-from maas.errors import MaasError
 
 # Payloads as tritonserver 2.51 returned them for a python-backend classifier.
 HTTP_METADATA: dict[str, Any] = {

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from maas.errors import ServerDependencyError, ServerError
-from maas.server import embedded
-from maas.server.embedded import (
+from maas.base.errors import ServerDependencyError, ServerError
+from maas.serve import embedded
+from maas.serve.embedded import (
     REGION_PREFIX,
     ServerOptions,
     TritonDistribution,

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from maas.errors import ServerError
-from maas.server.embedded import ServerOptions
-from maas.server.front import (
+from maas.base.errors import FrontUnavailableError, ServerError
+from maas.serve.embedded import ServerOptions
+from maas.serve.front import (
     NGINX_ENV,
     FrontOptions,
-    FrontUnavailableError,
     MiB,
     Nginx,
     render_config,
 )
-from maas.server.stack import RestartPolicy, ServingStack, StackOptions, describe_exit
+from maas.serve.stack import RestartPolicy, ServingStack, StackOptions, describe_exit
 
 NGINX = Nginx(Path("/usr/sbin/nginx"), (Path("/m/ndk.so"), Path("/m/lua.so")))
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from maas.errors import UnknownModelError
+from maas.base.errors import UnknownModelError
 from maas.export import get_spec, model_names
 from tests.integration.expectations import SERVED_MODEL_EXPECTATIONS
 

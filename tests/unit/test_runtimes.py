@@ -5,9 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maas.base.errors import RuntimeUnavailableError
+from maas.base.runtimes import RuntimeOptions, load_runner, runtimes
+from maas.base.runtimes.tensorrt_runner import check_environment
 from maas.export.targets import TARGETS
-from maas.runtimes import RuntimeOptions, RuntimeUnavailableError, load_runner, runtimes
-from maas.runtimes.tensorrt_runner import check_environment
 
 
 def test_load_runner_lists_known_runtimes_when_name_is_unknown(tmp_path: Path) -> None:

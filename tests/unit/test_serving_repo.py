@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas.errors import RepositoryError, ServerError
+from maas.base.errors import RepositoryError, ServerError
 from maas.export import ModelRepository, get_spec
 from maas.export import triton_config as tc
 from maas.export.targets import TARGETS
-from maas.server.serving_repo import build_serving_repository
+from maas.serve.serving_repo import build_serving_repository
 
 
 def canonical_repository(root: Path) -> ModelRepository:

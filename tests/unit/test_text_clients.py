@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from maas.base.triton.names import TEXT_ENSEMBLE_SUFFIX
 from maas.clients import (
     AsyncModelClient,
     AsyncTextClassifier,
@@ -35,7 +36,6 @@ from maas.clients.text import (
     join_embeddings,
     parse_embeddings,
 )
-from maas.conventions import TEXT_ENSEMBLE_SUFFIX
 
 EMBEDDINGS = (TensorInfo("embeddings", "FP32", (-1, 4)),)
 TOKEN_INPUTS = (

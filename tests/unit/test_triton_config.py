@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas.errors import RepositoryError
+from maas.base.errors import RepositoryError
+from maas.base.triton.config import DEFAULT_ARTIFACTS, LABELS_FILE, from_text, to_text
 from maas.export import ModelRepository, get_spec, model_names
 from maas.export import triton_config as tc
 from maas.export.targets import TARGETS, Target
@@ -33,7 +34,7 @@ def test_model_config_round_trips_through_the_proto(name: str, tmp_path: Path) -
     assert [(i.name, tuple(i.dims)) for i in parsed.input] == [
         (t.name, t.dims) for t in spec.inputs
     ]
-    labelled = [tc.LABELS_FILE] if spec.classification_output else [""]
+    labelled = [LABELS_FILE] if spec.classification_output else [""]
     assert [o.label_filename for o in parsed.output] == labelled * len(spec.outputs)
 
 
@@ -56,11 +57,11 @@ def test_text_model_declares_dynamic_sequence_and_padding_mask() -> None:
 def test_ensemble_config_chains_preprocess_into_model(name: str) -> None:
     spec = get_spec(name)
     assert spec.preprocessing is not None
-    config = tc.from_text(tc.to_text(tc.ensemble_config(spec, spec.preprocessing)))
+    config = from_text(to_text(tc.ensemble_config(spec, spec.preprocessing)))
     first, second = config.ensemble_scheduling.step
-    assert config.name == name + spec.preprocessing.ensemble_suffix
+    assert config.name == name + spec.preprocessing.companions.ensemble_suffix
     assert config.platform == "ensemble"
-    assert config.input[0].name == spec.preprocessing.raw_input
+    assert config.input[0].name == spec.preprocessing.companions.raw_input
     assert config.input[0].data_type == mc.TYPE_STRING
     assert first.model_name == tc.preprocess_name(spec, spec.preprocessing)
     for tensor in spec.inputs:
@@ -111,9 +112,7 @@ def test_model_config_names_the_targets_native_backend_and_file(target: Target) 
     config = tc.model_config(get_spec("resnet50"), target)
     assert config.backend == target.backend
     assert config.platform == target.platform
-    assert (
-        config.default_model_filename or tc.DEFAULT_ARTIFACTS[target.backend]
-    ) == target.artifact
+    assert (config.default_model_filename or DEFAULT_ARTIFACTS[target.backend]) == target.artifact
     assert config.parameters["maas_target"].string_value == target.name
     assert config.parameters["precision"].string_value == target.precision
     assert config.version_policy.HasField("all")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from maas.errors import VerificationError
+from maas.base.errors import VerificationError
 from maas.export import ModelRepository, export_model
 from maas.export.onnx_export import export_onnx
 from maas.export.spec import BuiltModel, ModelSpec, TensorSpec, Tolerance

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from google.protobuf.text_format import ParseError
 
-from maas.errors import RepositoryError
+from maas.base.errors import RepositoryError
 
-from . import triton_config
-from .triton_config import LABELS_FILE, ModelConfig
+from .config import LABELS_FILE, ModelConfig, from_text, to_text
 
 CONFIG_FILE = "config.pbtxt"
 MANIFEST_FILE = "manifest.json"
@@ -61,7 +60,7 @@ class ModelRepository:
         """Write config.pbtxt for config.name."""
         path = self.config_path(config.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(triton_config.to_text(config))
+        path.write_text(to_text(config))
         return path
 
     def read_config(self, name: str) -> ModelConfig:
@@ -70,7 +69,7 @@ class ModelRepository:
         if not path.is_file():
             raise RepositoryError(f"{path} is missing")
         try:
-            return triton_config.from_text(path.read_text())
+            return from_text(path.read_text())
         except ParseError as error:
             raise RepositoryError(f"{path} is not a valid Triton model config: {error}") from error
 

@@ -1,7 +1,10 @@
-"""Triton Python-backend model: encoded image bytes (JPEG/PNG) → normalised NCHW float32.
+"""Encoded image bytes (JPEG/PNG) → normalised NCHW float32: the image preprocessor's core.
 
-Settings come from the model config's parameters (JSON values): height, width, channels,
-mean, std, resize (a Pillow filter name) and center_crop.
+Self-contained (numpy and Pillow only): export copies this file beside the Triton model that
+wraps it, so the canonical repository runs in NVIDIA's container without maas installed; the
+benchmarks and the naive service import it from maas. Settings come from the preprocess
+model's config parameters (JSON values): height, width, channels, mean, std, resize (a Pillow
+filter name) and center_crop.
 """
 
 from __future__ import annotations
@@ -12,11 +15,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-
-try:
-    import triton_python_backend_utils as pb_utils
-except ImportError:  # outside Triton: benchmarks run the very same preprocessing in-process
-    pb_utils = None
 
 MAX_PIXELS = 40_000_000  # refuse decompression bombs long before they exhaust memory
 _FILTERS = {
@@ -100,35 +98,6 @@ class ImagePreprocessor:
         left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
         return image.crop((left, top, left + width, top + height))
 
-
-class TritonPythonModel:
-    """Decode, resize and normalise each image of each request."""
-
-    def initialize(self, args: dict[str, str]) -> None:
-        """Read the preprocessing settings from the model config."""
-        config = json.loads(args["model_config"])
-        self.preprocessor = ImagePreprocessor.from_config(config, args["model_name"])
-        self.input_name = config["input"][0]["name"]
-        self.output_name = config["output"][0]["name"]
-
-    def execute(self, requests: list[Any]) -> list[Any]:
-        """One response per request; a bad image fails its own request with INVALID_ARG."""
-        responses = []
-        for request in requests:
-            encoded = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
-            try:
-                batch = np.stack(
-                    [
-                        self.preprocessor.preprocess(item, i)
-                        for i, item in enumerate(encoded.reshape(-1))
-                    ]
-                )
-            except InvalidImageError as error:
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
-                    )
-                )
-                continue
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, batch)]))
-        return responses
+    def preprocess_batch(self, encoded: np.ndarray) -> np.ndarray:
+        """Every image of a request's BYTES tensor, stacked into one NCHW batch."""
+        return np.stack([self.preprocess(item, i) for i, item in enumerate(encoded.reshape(-1))])

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from maas.errors import ServerDependencyError, ServerError
+from maas.base.errors import FrontUnavailableError, ServerError
 
 from .processes import end_process
 
@@ -27,10 +27,6 @@ MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
 INSTALL_HINT = "apt-get install nginx-light libnginx-mod-http-lua lua-cjson"
 NGINX_ENV = "MAAS_NGINX"  # path of the nginx binary, where it is not the one on PATH
 MiB = 1024 * 1024
-
-
-class FrontUnavailableError(ServerDependencyError):
-    """nginx or its Lua module is not installed, or cannot run here."""
 
 
 @dataclass(frozen=True)

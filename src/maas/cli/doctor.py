@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from maas.errors import ServerDependencyError
+from maas.base.errors import ServerDependencyError
 
 CPU_FEATURES = ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
@@ -33,7 +33,7 @@ def package_check(label: str, distribution: str) -> Check:
 
 def server_check() -> Check:
     """The embedded tritonserver, its stub for this Python and the libraries it links."""
-    from maas.server.embedded import TritonDistribution
+    from maas.serve.embedded import TritonDistribution
 
     try:
         found = TritonDistribution.locate()

@@ -8,7 +8,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,8 +20,9 @@ from types import TracebackType
 
 import psutil
 
-from maas.errors import ServerDependencyError, ServerError
-from maas.export.repository import ModelRepository
+from maas.base.errors import ServerDependencyError, ServerError
+from maas.base.triton.endpoints import GRPC_PORT, HTTP_PORT, METRICS_PORT, port_is_free
+from maas.base.triton.repository import ModelRepository
 
 from .processes import end_process
 from .serving_repo import ServedModel, build_serving_repository
@@ -109,9 +109,9 @@ class ServerOptions:
     """How to run the embedded server."""
 
     repository: Path
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
+    http_port: int = HTTP_PORT
+    grpc_port: int = GRPC_PORT
+    metrics_port: int = METRICS_PORT
     host: str = "127.0.0.1"
     log_verbose: int = 0
     workdir: Path | None = None  # where the serving repository and log go; a temp dir if None
@@ -183,24 +183,6 @@ def remove_regions(names: set[str]) -> list[str]:
             continue
         removed.append(name)
     return removed
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a TCP port can be bound on host right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS reports free (for tests and ad-hoc servers)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 # Clients ping idle connections every 30 s (maas.clients.core.grpc_keepalive) so that NAT and load

@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
-from maas.errors import ServerError
+from maas.base.errors import FrontUnavailableError, ServerError
+from maas.base.triton.endpoints import free_port
 
-from .embedded import EmbeddedServer, ServerOptions, Stub, free_port, remove_regions
-from .front import FrontOptions, FrontUnavailableError, HttpFront, Nginx
+from .embedded import EmbeddedServer, ServerOptions, Stub, remove_regions
+from .front import FrontOptions, HttpFront, Nginx
 from .serving_repo import ServedModel
 
 log = logging.getLogger("maas.serve")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from maas.base.triton.parameters import DEFAULT_MAX_WASTE
+
 Arrays = dict[str, np.ndarray]
-DEFAULT_MAX_WASTE = 0.25  # a bucket may compute at most 25 % more positions than real tokens
-STRATEGIES = ("buckets", "longest")
 
 
 def length_buckets(lengths: list[int], max_waste: float) -> list[list[int]]:

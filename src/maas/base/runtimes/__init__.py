@@ -14,13 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from maas.errors import MaasError
+from maas.base.errors import RuntimeUnavailableError
 
 Arrays = dict[str, np.ndarray]
-
-
-class RuntimeUnavailableError(MaasError):
-    """The runtime or the hardware an artifact needs is not on this machine."""
 
 
 class Runner(Protocol):
@@ -45,9 +41,9 @@ class RuntimeOptions:
 
 Loader = Callable[[Path, RuntimeOptions], Runner]
 _LOADERS = {
-    "onnxruntime": "maas.runtimes.onnxruntime_runner",
-    "openvino": "maas.runtimes.openvino_runner",
-    "tensorrt": "maas.runtimes.tensorrt_runner",
+    "onnxruntime": "maas.base.runtimes.onnxruntime_runner",
+    "openvino": "maas.base.runtimes.openvino_runner",
+    "tensorrt": "maas.base.runtimes.tensorrt_runner",
 }
 
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from . import Arrays, RuntimeOptions, RuntimeUnavailableError
+from maas.base.errors import RuntimeUnavailableError
+
+from . import Arrays, RuntimeOptions
 
 SIDECAR_SUFFIX = ".json"  # model.plan.json: what the plan was built with
 

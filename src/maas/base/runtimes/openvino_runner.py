@@ -6,7 +6,9 @@ from pathlib import Path
 
 import openvino as ov
 
-from . import Arrays, RuntimeOptions, RuntimeUnavailableError
+from maas.base.errors import RuntimeUnavailableError
+
+from . import Arrays, RuntimeOptions
 
 PRECISION_HINTS = {
     "fp32": "f32",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from maas.errors import ExportError, MaasError, ServerError
+from maas.base.errors import ExportError, MaasError, ServerError
 
 if TYPE_CHECKING:
     from maas.clients import Classification
@@ -224,8 +224,8 @@ def serve_command(
 
     If tritonserver dies it is restarted with backoff; readiness is false meanwhile.
     """
-    from maas.server.embedded import ServerOptions
-    from maas.server.stack import ServingStack, StackOptions
+    from maas.serve.embedded import ServerOptions
+    from maas.serve.stack import ServingStack, StackOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with user_errors():
@@ -276,7 +276,7 @@ def front_command(
     workdir: Annotated[Path | None, typer.Option(help="Where nginx.conf and logs go.")] = None,
 ) -> None:
     """Run only the hardened HTTP front, before any Triton (e.g. NVIDIA's container)."""
-    from maas.server.front import FrontOptions, HttpFront
+    from maas.serve.front import FrontOptions, HttpFront
 
     with user_errors():
         upstream_host, _, upstream_port = upstream.rpartition(":")
@@ -404,7 +404,8 @@ def bench_command(
     repository: RepositoryOption = DEFAULT_REPOSITORY,
 ) -> None:
     """Headless Locust load test of a running server, with Triton's breakdown and a report."""
-    from maas.benchmarks.bench import BenchError, BenchOptions, describe, parse_list, run_bench
+    from maas.base.errors import BenchError
+    from maas.benchmarks.bench import BenchOptions, describe, parse_list, run_bench
     from maas.benchmarks.fingerprint import fingerprint
     from maas.benchmarks.load_report import limit_line, write_bench_report
 
@@ -536,7 +537,7 @@ def bench_padding_command(
 ) -> None:
     """Measure padding waste of each batching strategy on a mixed-length text workload."""
     from maas.benchmarks.text_padding import render_table, run_padding_benchmark, write_report
-    from maas.doctor import cpu_check
+    from maas.cli.doctor import cpu_check
 
     setup_logging()
     with user_errors():
@@ -563,7 +564,7 @@ def bench_targets_command(
 ) -> None:
     """In-process throughput of every export target at batch 1 and the best batch."""
     from maas.benchmarks.targets import bench_targets, render_table, write_report
-    from maas.doctor import cpu_check
+    from maas.cli.doctor import cpu_check
     from maas.export import model_names
 
     setup_logging()
@@ -583,7 +584,7 @@ def bench_targets_command(
 @app.command("doctor")
 def doctor_command() -> None:
     """Report what this machine can serve and run."""
-    from maas.doctor import run_checks
+    from maas.cli.doctor import run_checks
 
     for check in run_checks():
         mark = (
@@ -604,7 +605,7 @@ def demo_command(
     reexport: Annotated[bool, typer.Option(help="Export even if artifacts exist.")] = False,
 ) -> None:
     """The whole path: export, serve, classify real images over HTTP and gRPC, benchmark."""
-    from maas.demo import run_demo
+    from maas.cli.demo import run_demo
 
     setup_logging()
     with user_errors(), tempfile.TemporaryDirectory(prefix="maas-demo-") as scratch:

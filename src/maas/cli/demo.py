@@ -7,8 +7,8 @@ from pathlib import Path
 
 from maas.clients import Classification, ImageClassifier, TextEmbedder
 from maas.export import ModelRepository, export_model, get_spec, model_names
-from maas.server.embedded import ServerOptions
-from maas.server.stack import ServingStack, StackOptions
+from maas.serve.embedded import ServerOptions
+from maas.serve.stack import ServingStack, StackOptions
 
 Echo = Callable[[str], object]
 DEMO_DIGITS = 5
@@ -32,7 +32,7 @@ def ranked(labels: list[Classification]) -> str:
 
 def classify_samples(server: ServingStack, scratch: Path, echo: Echo) -> None:
     """Held-out digits as PNG over HTTP, photographs as JPEG over gRPC."""
-    from maas.samples import write_held_out_digits, write_photos
+    from maas.export.samples import write_held_out_digits, write_photos
 
     digits = write_held_out_digits(scratch / "digits", DEMO_DIGITS)
     with ImageClassifier("digits_cnn", url=server.http_url, protocol="http") as classifier:

@@ -1,0 +1,43 @@
+"""Triton's default ports and URLs, shared by the server, the clients and the benchmarks."""
+
+from __future__ import annotations
+
+import socket
+from typing import Literal
+
+Protocol = Literal["http", "grpc"]
+PROTOCOLS: tuple[Protocol, ...] = ("http", "grpc")
+
+HTTP_PORT = 8000
+GRPC_PORT = 8001
+METRICS_PORT = 8002
+DEFAULT_HOST = "localhost"
+DEFAULT_URLS: dict[str, str] = {
+    "http": f"{DEFAULT_HOST}:{HTTP_PORT}",
+    "grpc": f"{DEFAULT_HOST}:{GRPC_PORT}",
+}
+
+
+def default_url(protocol: str) -> str:
+    """host:port where a local server answers `protocol` by default."""
+    if protocol not in DEFAULT_URLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    return DEFAULT_URLS[protocol]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP port can be bound on host right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free (for tests and ad-hoc servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
