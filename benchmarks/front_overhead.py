@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from maas.base.triton.endpoints import free_port
+from maas.base.errors import BenchError
 from maas.benchmarks.bench import BenchOptions, run_bench
 from maas.benchmarks.fingerprint import fingerprint, render
 from maas.benchmarks.load_test import LevelResult
 from maas.benchmarks.report import markdown_table, write_pair
-from maas.serve.embedded import ServerOptions
-from maas.serve.stack import ServingStack, StackOptions
+from maas.serve import local_options, serve
+from maas.serve.stack import ServingStack
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +138,9 @@ def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStac
 
 def run_front_overhead(options: FrontBenchOptions) -> tuple[list[FrontResult], dict[str, object]]:
     """Start a stack with the front and measure every case."""
-    ports = (free_port(), free_port(), free_port())
-    server = ServerOptions(
-        options.repository, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]
-    )
-    with ServingStack(StackOptions(server)) as stack:
+    with serve(local_options(options.repository)) as stack:
         if stack.front is None:
-            raise RuntimeError(f"no HTTP front to measure: {stack.front_problem}")
+            raise BenchError(f"no HTTP front to measure: {stack.front_problem}")
         print_ = fingerprint(stack.triton.http_url)
         results = [measure_case(options, case, stack) for case in CASES]
     return results, print_

@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from maas.base.errors import MaasError, WorkloadError
-from maas.base.triton.endpoints import free_port
 from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.bench import listener_pid
 from maas.benchmarks.report import markdown_table, write_pair
 from maas.benchmarks.workloads import Workload, build_workload
 from maas.clients import NO_RETRIES, ModelClient, Protocol
-from maas.serve.embedded import SHM_DIR, ServerOptions
-from maas.serve.stack import ServingStack, StackOptions
+from maas.serve import local_options, serve
+from maas.serve.embedded import SHM_DIR
 
 log = logging.getLogger(__name__)
 
@@ -293,11 +292,7 @@ def soak_server(options: SoakOptions) -> Iterator[dict[str, str]]:
     if options.http_url and options.grpc_url:
         yield {"http": options.http_url, "grpc": options.grpc_url}
         return
-    ports = (free_port(), free_port(), free_port())
-    server = ServerOptions(
-        options.repository, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]
-    )
-    with ServingStack(StackOptions(server)) as stack:
+    with serve(local_options(options.repository)) as stack:
         yield {"http": stack.http_url, "grpc": stack.grpc_url}
 
 

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.base.triton.endpoints import free_port
 from maas.base.triton.repository import ModelRepository
-from maas.serve.embedded import EmbeddedServer, ServerOptions
+from maas.serve import local_options, serve
 
 from .baselines import Throughput, in_process_limit, latencies_ms, naive_service, pipeline
 from .bench import BenchOptions, limit_batch, limit_model, run_bench
@@ -105,15 +104,11 @@ def run_suite(options: SuiteOptions) -> tuple[SuiteResult, dict[str, object]]:
     repository = ModelRepository(options.repository)
     result = SuiteResult()
     with tempfile.TemporaryDirectory(prefix="maas-suite-") as scratch:
-        server_options = ServerOptions(
-            options.repository,
-            http_port=free_port(),
-            grpc_port=free_port(),
-            metrics_port=free_port(),
-            workdir=Path(scratch),
-            exit_timeout_s=5,
+        # Triton's own HTTP port, no front: these numbers are the server's, not the proxy's.
+        stack = local_options(
+            options.repository, front=False, workdir=Path(scratch), exit_timeout_s=5
         )
-        with EmbeddedServer(server_options) as server:
+        with serve(stack) as server:
             print_ = fingerprint(server.http_url)
 
             def bench(model: str, protocol: str, users: Sequence[int], shm: bool = False) -> None:

@@ -20,11 +20,10 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from maas.base.sentences import SENTENCES
-from maas.base.triton.endpoints import free_port
 from maas.base.triton.parameters import PADDING_STRATEGIES as STRATEGIES
 from maas.base.triton.repository import ModelRepository
 from maas.clients import TextEmbedder
-from maas.serve.embedded import EmbeddedServer, ServerOptions
+from maas.serve import local_options, serve
 
 from .report import write_pair
 
@@ -108,16 +107,14 @@ def measure_strategy(
 ) -> PaddingResult:
     """Serve with one padding strategy and count what the runtime computed for texts."""
     with tempfile.TemporaryDirectory(prefix="maas-padding-") as workdir:
-        options = ServerOptions(
+        options = local_options(
             repository,
-            http_port=free_port(),
-            grpc_port=free_port(),
-            metrics_port=free_port(),
+            front=False,
             workdir=Path(workdir),
             exit_timeout_s=5,
             padding_strategy=strategy,
         )
-        with EmbeddedServer(options) as server:
+        with serve(options) as server:
             send_concurrently(server.grpc_url, model, texts[:WARMUP_REQUESTS], concurrency)
             before = read_counters(server.metrics_url, model)
             started = time.perf_counter()

@@ -8,7 +8,7 @@ from pathlib import Path
 from maas.clients import Classification, ImageClassifier, TextEmbedder
 from maas.export import ModelRepository, export_model, get_spec, model_names
 from maas.serve.embedded import ServerOptions
-from maas.serve.stack import ServingStack, StackOptions
+from maas.serve import ServingStack, StackOptions, serve
 
 Echo = Callable[[str], object]
 DEMO_DIGITS = 5
@@ -75,7 +75,7 @@ def run_demo(
     options = ServerOptions(
         root, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, exit_timeout_s=5
     )
-    with ServingStack(StackOptions(options)) as server:
+    with serve(StackOptions(options)) as server:
         echo(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}")
         echo(f"HTTP is guarded by: {server.http_protection}")
         classify_samples(server, scratch, echo)

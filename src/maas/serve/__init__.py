@@ -1,0 +1,30 @@
+"""Serving: the one public way to start what users get (`serve`), and the parts behind it.
+
+`serve(options)` starts the embedded Triton with its adapters, the HTTP front and the
+watchdog, and yields the running stack; `maas serve`, the demo, the benchmarks, the soak
+and the tests' fixtures (through `maas serve`) all start servers this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .embedded import ServerOptions
+from .stack import Endpoints, ServingStack, StackOptions
+
+
+@contextmanager
+def serve(options: StackOptions) -> Iterator[ServingStack]:
+    """Start the stack, yield it once every model is ready, stop it on the way out."""
+    with ServingStack(options) as stack:
+        yield stack
+
+
+def local_options(repository: Path, front: bool = True, **server: object) -> StackOptions:
+    """Options for a stack on free loopback ports, as benchmarks and tests start one."""
+    return StackOptions(ServerOptions.on_free_ports(repository, **server), front=front)
+
+
+__all__ = ["Endpoints", "ServerOptions", "ServingStack", "StackOptions", "local_options", "serve"]

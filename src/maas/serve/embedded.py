@@ -17,11 +17,18 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psutil
 
 from maas.base.errors import ServerDependencyError, ServerError
-from maas.base.triton.endpoints import GRPC_PORT, HTTP_PORT, METRICS_PORT, port_is_free
+from maas.base.triton.endpoints import (
+    GRPC_PORT,
+    HTTP_PORT,
+    METRICS_PORT,
+    free_port,
+    port_is_free,
+)
 from maas.base.triton.repository import ModelRepository
 
 from .processes import end_process
@@ -143,6 +150,12 @@ class ServerOptions:
         for port in ports:
             if not 0 < port < 65536:
                 raise ServerError(f"port {port} is out of range 1-65535")
+
+    @classmethod
+    def on_free_ports(cls, repository: Path, **options: Any) -> ServerOptions:
+        """Options with HTTP, gRPC and metrics on ports the OS reports free."""
+        ports = {name: free_port() for name in ("http_port", "grpc_port", "metrics_port")}
+        return cls(repository, **(ports | options))
 
 
 SHM_DIR = Path("/dev/shm")

@@ -58,6 +58,19 @@ class StackOptions:
     restart: RestartPolicy = RestartPolicy()
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running stack answers, as clients address it (host:port; metrics as a URL)."""
+
+    http: str
+    grpc: str
+    metrics: str
+
+    def url(self, protocol: str) -> str:
+        """host:port for `http` or `grpc`."""
+        return self.grpc if protocol == "grpc" else self.http
+
+
 def describe_exit(code: int) -> str:
     """'killed by SIGSEGV' / 'exited with code 1'."""
     if code < 0:
@@ -118,6 +131,11 @@ class ServingStack:
         if self.front is None and self.triton.http_host == LOOPBACK:
             return f"{LOOPBACK}:{server.http_port}"
         return f"{server.host}:{server.http_port}"
+
+    @property
+    def endpoints(self) -> Endpoints:
+        """Every public endpoint of the stack."""
+        return Endpoints(self.http_url, self.grpc_url, self.metrics_url)
 
     @property
     def grpc_url(self) -> str:
