@@ -7,8 +7,8 @@ from pathlib import Path
 
 from maas.clients import Classification, ImageClassifier, TextEmbedder
 from maas.export import ModelRepository, export_model, get_spec, model_names
-from maas.serve.embedded import ServerOptions
 from maas.serve import ServingStack, StackOptions, serve
+from maas.serve.embedded import ServerOptions
 
 Echo = Callable[[str], object]
 DEMO_DIGITS = 5
