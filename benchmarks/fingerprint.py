@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import subprocess
 import urllib.request
 from datetime import datetime, timezone
-from importlib import metadata
-from pathlib import Path
+
+from maas.base.machine import cpu_model_and_flags, git_commit, gpus, library_versions, memory_gib
 
 LIBRARIES = (
     "maas",
@@ -28,40 +26,6 @@ LIBRARIES = (
     "fastapi",
     "uvicorn",
 )
-CPU_FEATURES = ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def cpu_model_and_flags() -> tuple[str, list[str]]:
-    """CPU model name and the matrix/vector features that matter for inference."""
-    model, flags = platform.processor() or "unknown", set[str]()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    return model, [feature for feature in CPU_FEATURES if feature in flags]
-
-
-def gpus() -> list[str]:
-    """NVIDIA GPUs nvidia-smi lists, or none."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
-    return [line for line in listed.stdout.splitlines() if line.strip()]
-
-
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries on the measured path."""
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def server_version(http_url: str) -> str:
@@ -75,14 +39,6 @@ def server_version(http_url: str) -> str:
         return "unreachable"
 
 
-def git_commit() -> str:
-    """The commit of the working tree, where there is one."""
-    found = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    )
-    return found.stdout.strip() if found.returncode == 0 else ""
-
-
 def fingerprint(http_url: str = "") -> dict[str, object]:
     """Everything above, with the date."""
     model, features = cpu_model_and_flags()
@@ -91,13 +47,13 @@ def fingerprint(http_url: str = "") -> dict[str, object]:
         "cpu": model,
         "cores": os.cpu_count() or 0,
         "cpu_features": features,
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "memory_gib": memory_gib(),
         "gpus": gpus() or ["none"],
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "tritonserver": server_version(http_url),
         "git_commit": git_commit(),
-        "libraries": library_versions(),
+        "libraries": library_versions(LIBRARIES),
     }
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from maas.base import machine
 
 RECORDED_PACKAGES = (
     "maas",
@@ -40,13 +41,7 @@ def folder_sha256(folder: Path) -> str:
 
 def library_versions() -> dict[str, str]:
     """Installed versions of the packages an export depends on."""
-    versions = {}
-    for package in RECORDED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return machine.library_versions(RECORDED_PACKAGES)
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -7,11 +7,9 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 
 from maas.base.errors import ServerDependencyError
-
-CPU_FEATURES = ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+from maas.base.machine import cpu_model_and_flags
 
 
 @dataclass(frozen=True)
@@ -48,16 +46,7 @@ def server_check() -> Check:
 
 def cpu_check() -> Check:
     """Matrix and vector features of the CPU, as the kernel reports them."""
-    cpuinfo = Path("/proc/cpuinfo")
-    flags: set[str] = set()
-    model = "unknown CPU"
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            elif line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-    present = [feature for feature in CPU_FEATURES if feature in flags]
+    model, present = cpu_model_and_flags()
     return Check("CPU", True, f"{model}; {', '.join(present) or 'no AVX-512/AMX'}")
 
 
