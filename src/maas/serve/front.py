@@ -82,23 +82,13 @@ class Nginx:
         raise FrontUnavailableError(f"nginx's Lua module is not installed ({INSTALL_HINT})")
 
 
+ERROR_BODY = '{"error":"%s"}'  # Triton's JSON error form
+
+
 def render_config(options: FrontOptions, nginx: Nginx, prefix: Path) -> str:
     """nginx.conf for the front; every path inside prefix."""
     modules = "\n".join(f"load_module {module};" for module in nginx.modules)
     user = "user nobody nogroup;" if os.geteuid() == 0 else ""  # workers drop root
-    error = '{"error":"%s"}'
-    too_large = error % f"the request body is over the limit of {options.max_body_bytes} bytes"
-    restarting = error % "the model server is not running right now (restarting); retry"
-    forbidden = error % "this API is not available on the public endpoint"
-    bad = error % "malformed HTTP request"
-    encoded = error % "encoded slashes, backslashes or NUL bytes are not allowed in paths"
-    control_off = error % "model control is off on this server (maas serve --control-key)"
-    repository = (
-        ""  # Triton itself asks for the control key
-        if options.model_control
-        else f"        location ^~ /v2/repository {{ return 403 '{control_off}'; }}"
-    )
-    not_found = error % "no such endpoint; inference is POST /v2/models/<name>[/versions/<n>]/infer"
     return f"""# Written by maas serve; regenerated at every start.
 {modules}
 {user}
@@ -108,7 +98,25 @@ error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
 
 http {{
-    access_log off;
+{http_settings(options, prefix)}
+    upstream triton {{
+        server {options.upstream_host}:{options.upstream_port};
+        keepalive 64;
+    }}
+
+    server {{
+{server_settings(options)}
+{infer_locations()}
+{other_locations(options)}
+{error_locations(options)}
+    }}
+}}
+"""
+
+
+def http_settings(options: FrontOptions, prefix: Path) -> str:
+    """The http block's settings: Lua checks, temp paths inside prefix, body buffering."""
+    return f"""    access_log off;
     server_tokens off;
     lua_package_path "{LUA_DIR}/?.lua;;";
     init_by_lua_block {{
@@ -128,14 +136,13 @@ http {{
     client_body_buffer_size {options.max_body_bytes};
     client_body_in_single_buffer on;
     keepalive_requests 100000;
+"""
 
-    upstream triton {{
-        server {options.upstream_host}:{options.upstream_port};
-        keepalive 64;
-    }}
 
-    server {{
-        listen {options.host}:{options.port} backlog=4096 reuseport;
+def server_settings(options: FrontOptions) -> str:
+    """The server block's listener, proxying, path checks and error pages."""
+    encoded = ERROR_BODY % "encoded slashes, backslashes or NUL bytes are not allowed in paths"
+    return f"""        listen {options.host}:{options.port} backlog=4096 reuseport;
         default_type application/json;
 
         proxy_http_version 1.1;
@@ -151,21 +158,40 @@ http {{
         error_page 403 /_maas_error/403;
         error_page 413 /_maas_error/413;
         error_page 502 503 504 /_maas_error/503;
+"""
 
-        location ~ ^/v2/models/(?<maas_model>[^/]+)(?:/versions/(?<maas_version>[^/]+))?/infer$ {{
-            access_by_lua_block {{
+
+def infer_locations() -> str:
+    """Inference through the Lua checks; shared memory from this host only."""
+    return """\
+        location ~ ^/v2/models/(?<maas_model>[^/]+)(?:/versions/(?<maas_version>[^/]+))?/infer$ {
+            access_by_lua_block {
                 require("maas_front").check_infer(ngx.var.maas_model, ngx.var.maas_version)
-            }}
+            }
             proxy_pass http://triton;
-        }}
+        }
         # Shared memory names regions on this host: only this host's clients may register them.
-        location ~ ^/v2/(systemsharedmemory|cudasharedmemory)/ {{
+        location ~ ^/v2/(systemsharedmemory|cudasharedmemory)/ {
             allow 127.0.0.1;
             allow ::1;
             deny all;
             client_max_body_size 64k;
             proxy_pass http://triton;
-        }}
+        }"""
+
+
+def other_locations(options: FrontOptions) -> str:
+    """Everything but inference: refused routes, the repository API, the rest proxied."""
+    not_found = ERROR_BODY % (
+        "no such endpoint; inference is POST /v2/models/<name>[/versions/<n>]/infer"
+    )
+    control_off = ERROR_BODY % "model control is off on this server (maas serve --control-key)"
+    repository = (
+        ""  # Triton itself asks for the control key
+        if options.model_control
+        else f"        location ^~ /v2/repository {{ return 403 '{control_off}'; }}"
+    )
+    return f"""\
         # Anything else Triton could route to inference is refused: only the checked form passes.
         location ~ /(infer|generate|generate_stream)/?$ {{
             return 404 '{not_found}';
@@ -187,14 +213,19 @@ http {{
             proxy_set_header Content-Length "";
             proxy_set_header Inference-Header-Content-Length "";
             proxy_pass http://triton;
-        }}
-        location = /_maas_error/400 {{ internal; return 400 '{bad}'; }}
-        location = /_maas_error/403 {{ internal; return 403 '{forbidden}'; }}
-        location = /_maas_error/413 {{ internal; return 413 '{too_large}'; }}
-        location = /_maas_error/503 {{ internal; return 503 '{restarting}'; }}
-    }}
-}}
-"""
+        }}"""
+
+
+def error_locations(options: FrontOptions) -> str:
+    """The bodies of the front's own error pages, in Triton's JSON error form."""
+    pages = {
+        400: "malformed HTTP request",
+        403: "this API is not available on the public endpoint",
+        413: f"the request body is over the limit of {options.max_body_bytes} bytes",
+        503: "the model server is not running right now (restarting); retry",
+    }
+    location = "        location = /_maas_error/{0} {{ internal; return {0} '{1}'; }}"
+    return "\n".join(location.format(code, ERROR_BODY % text) for code, text in pages.items())
 
 
 def accepts_connections(host: str, port: int) -> bool:
