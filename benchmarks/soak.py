@@ -27,7 +27,7 @@ from maas.benchmarks.report import markdown_table, write_pair
 from maas.benchmarks.workloads import Workload, build_workload
 from maas.clients import NO_RETRIES, ModelClient, Protocol
 from maas.serve import local_options, serve
-from maas.serve.embedded import SHM_DIR
+from maas.serve.stubs import SHM_DIR
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import psutil
 
 from maas.base.errors import MaasError
 from maas.clients import NO_RETRIES, ModelClient, Protocol
-from maas.serve.embedded import REGION_PREFIX, SHM_DIR, STUB_NAME
+from maas.serve.stubs import REGION_PREFIX, SHM_DIR, STUB_NAME
 from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
 
 

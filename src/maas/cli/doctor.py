@@ -31,7 +31,7 @@ def package_check(label: str, distribution: str) -> Check:
 
 def server_check() -> Check:
     """The embedded tritonserver, its stub for this Python and the libraries it links."""
-    from maas.serve.embedded import TritonDistribution
+    from maas.serve.distribution import TritonDistribution
 
     try:
         found = TritonDistribution.locate()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import secrets
@@ -21,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from maas.base.errors import ServerDependencyError, ServerError
+from maas.base.errors import ServerError
 from maas.base.triton.endpoints import (
     GRPC_PORT,
     HTTP_PORT,
@@ -31,79 +30,12 @@ from maas.base.triton.endpoints import (
 )
 from maas.base.triton.repository import ModelRepository
 
+from .distribution import TritonDistribution, library_path
 from .processes import end_process
 from .serving_repo import ServedModel, build_serving_repository
+from .stubs import STUB_NAME, Stub, stub_of
 
-PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
-STUB_NAME = "triton_python_backend_stub"
 LOG_TAIL_LINES = 40
-
-
-@dataclass(frozen=True)
-class TritonDistribution:
-    """Where the files of the tritonserver shipped in the nvidia-pytriton wheel are."""
-
-    binary: Path
-    python_backend: Path  # backends/python: libtriton_python.so and its utils
-    stub: Path  # the Python backend stub built for this interpreter's version
-    libraries: Path  # the wheel's bundled shared libraries
-
-    @classmethod
-    def locate(cls) -> TritonDistribution:
-        """Find the distribution or say what to install."""
-        spec = importlib.util.find_spec("pytriton")
-        if spec is None or not spec.submodule_search_locations:
-            raise ServerDependencyError(
-                "the embedded server needs the nvidia-pytriton wheel: "
-                "pip install nvidia-pytriton==0.7.0"
-            )
-        package = Path(next(iter(spec.submodule_search_locations)))
-        dist = package / "tritonserver"
-        found = cls(
-            binary=dist / "bin" / "tritonserver",
-            python_backend=dist / "backends" / "python",
-            stub=dist / "python_backend_stubs" / PYTHON_VERSION / STUB_NAME,
-            libraries=package.parent / "nvidia_pytriton.libs",
-        )
-        found.check()
-        return found
-
-    def check(self) -> None:
-        """Every file is there and the stub's shared libraries resolve."""
-        if not self.binary.is_file():
-            raise ServerDependencyError(f"{self.binary} is missing; reinstall nvidia-pytriton")
-        if not self.stub.is_file():
-            raise ServerDependencyError(
-                f"nvidia-pytriton ships no Python backend stub for Python {PYTHON_VERSION} "
-                f"({self.stub}); use Python 3.8-3.13"
-            )
-        missing = missing_libraries(self.stub, self.libraries)
-        if missing:
-            hint = (
-                f" (apt-get install libpython{PYTHON_VERSION})"
-                if any("python" in m for m in missing)
-                else ""
-            )
-            raise ServerDependencyError(
-                f"the Python backend stub cannot load {', '.join(missing)}{hint}"
-            )
-
-
-def missing_libraries(binary: Path, extra_path: Path) -> list[str]:
-    """Shared libraries the dynamic linker cannot find for binary, as ldd reports them."""
-    if shutil.which("ldd") is None:
-        return []  # cannot tell; the server's own start-up error will say
-    env = {**os.environ, "LD_LIBRARY_PATH": library_path(extra_path)}
-    listing = subprocess.run(
-        ["ldd", str(binary)], capture_output=True, text=True, env=env, check=False
-    )
-    return [line.split()[0] for line in listing.stdout.splitlines() if "not found" in line]
-
-
-def library_path(libraries: Path) -> str:
-    """LD_LIBRARY_PATH with the wheel's libraries first."""
-    current = os.environ.get("LD_LIBRARY_PATH", "")
-    return f"{libraries}:{current}" if current else str(libraries)
 
 
 CONTROL_HEADER = "maas-control-key"  # HTTP header of the model control key
@@ -156,46 +88,6 @@ class ServerOptions:
         """Options with HTTP, gRPC and metrics on ports the OS reports free."""
         ports = {name: free_port() for name in ("http_port", "grpc_port", "metrics_port")}
         return cls(repository, **(ports | options))
-
-
-SHM_DIR = Path("/dev/shm")
-REGION_PREFIX = "triton_python_backend_shm_region_"  # the Python backend's region per stub
-
-
-@dataclass(frozen=True)
-class Stub:
-    """A Python backend stub process: one per instance of a Python model."""
-
-    pid: int
-    model: str
-    region: str  # its shared-memory region's name in SHM_DIR
-
-
-def stub_of(command: list[str], serving: Path) -> tuple[str, str] | None:
-    """(model, region) of a stub's command line, or None if it is not one of serving's stubs.
-
-    The command line is `stub <serving>/<model>/<version>/model.py <region> …`.
-    """
-    if len(command) < 3 or not command[0].endswith(STUB_NAME):
-        return None
-    model_file = Path(command[1])
-    if not model_file.is_relative_to(serving) or not command[2].startswith(REGION_PREFIX):
-        return None
-    return model_file.relative_to(serving).parts[0], command[2]
-
-
-def remove_regions(names: set[str]) -> list[str]:
-    """Unlink the named Python-backend regions still in SHM_DIR; the names removed."""
-    removed = []
-    for name in sorted(names):
-        if not name.startswith(REGION_PREFIX) or "/" in name:
-            continue
-        try:
-            (SHM_DIR / name).unlink()
-        except FileNotFoundError:
-            continue
-        removed.append(name)
-    return removed
 
 
 # Clients ping idle connections every 30 s (maas.clients.core.grpc_keepalive) so that NAT and load

@@ -22,9 +22,10 @@ from types import TracebackType
 from maas.base.errors import FrontUnavailableError, ServerError
 from maas.base.triton.endpoints import free_port
 
-from .embedded import EmbeddedServer, ServerOptions, Stub, remove_regions
+from .embedded import EmbeddedServer, ServerOptions
 from .front import FrontOptions, HttpFront, Nginx
 from .serving_repo import ServedModel
+from .stubs import Stub, remove_regions
 
 log = logging.getLogger("maas.serve")
 
