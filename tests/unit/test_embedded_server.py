@@ -6,15 +6,10 @@ from pathlib import Path
 import pytest
 
 from maas.base.errors import ServerDependencyError, ServerError
-from maas.serve import embedded
-from maas.serve.embedded import (
-    REGION_PREFIX,
-    ServerOptions,
-    TritonDistribution,
-    missing_libraries,
-    remove_regions,
-    stub_of,
-)
+from maas.serve import stubs
+from maas.serve.distribution import TritonDistribution, missing_libraries
+from maas.serve.embedded import ServerOptions
+from maas.serve.stubs import REGION_PREFIX, remove_regions, stub_of
 
 
 def test_distribution_is_found_in_the_installed_wheel() -> None:
@@ -72,7 +67,7 @@ def test_a_stubs_model_and_region_come_from_its_command_line(tmp_path: Path) -> 
 def test_only_named_python_backend_regions_are_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded, "SHM_DIR", tmp_path)
+    monkeypatch.setattr(stubs, "SHM_DIR", tmp_path)
     mine, other = REGION_PREFIX + "a", REGION_PREFIX + "b"
     for name in (mine, other, "unrelated"):
         (tmp_path / name).write_bytes(b"")
