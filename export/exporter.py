@@ -17,7 +17,7 @@ from maas.base.triton.repository import ModelRepository
 
 from . import manifest, triton_config
 from .onnx_export import export_onnx
-from .selection import MEASURE_SECONDS, Candidate, choose, evaluate
+from .selection import MEASURE_SECONDS, Candidate, batch_sizes, evaluate, retime, select
 from .spec import BuiltModel, ModelSpec
 from .targets import TARGETS, Target, get_target
 from .triton_config import ONNX_FILE
@@ -64,15 +64,23 @@ def export_model(
     """Build, convert and verify one model, pick its fastest verified target, write it.
 
     targets: names from the target registry to try (default: all; one name forces it).
-    Nothing is written to the repository unless the chosen artifact passed every check.
+    A target the repository already records for the model is kept unless another is clearly
+    faster (`selection.choose`). Nothing is written to the repository unless the chosen
+    artifact passed every check.
     """
     tried = targets_to_try(repository, spec.name, version, targets)
+    recorded = recorded_target(repository, spec.name)
     with step(spec.name, "building the torch model"):
         built = spec.build()
     check_accuracy(spec, built)
     with tempfile.TemporaryDirectory(prefix=f"maas-export-{spec.name}-") as scratch:
         report, candidates = build_candidates(spec, built, tried, Path(scratch))
-        chosen = choose(candidates)
+        chosen = select(
+            spec.name,
+            candidates,
+            recorded,
+            lambda pair: retime(pair, built.eval_inputs, batch_sizes(spec)),
+        )
         if chosen is None:
             raise ExportError(f"{spec.name}: no target passed: {rejections(candidates)}")
         log.info(
@@ -117,13 +125,25 @@ def targets_to_try(
     others = [v for v in existing_versions(repository, name) if v != version]
     if not others:
         return chosen
-    pinned = repository.read_config(name).parameters["maas_target"].string_value
+    pinned = recorded_target(repository, name)
+    if pinned is None:
+        raise ExportError(
+            f"{name}: its config records no maas_target to build version {version} for"
+        )
     if requested and any(t.name != pinned for t in chosen):
         raise ExportError(
             f"{name}: versions {others} are served with {pinned}; every version of a model "
             f"shares one config and backend, so version {version} must use {pinned} too"
         )
     return [get_target(pinned)]
+
+
+def recorded_target(repository: ModelRepository, name: str) -> str | None:
+    """The target the repository's config records for a model, if it has a config."""
+    if not repository.config_path(name).is_file():
+        return None
+    parameters = repository.read_config(name).parameters
+    return parameters["maas_target"].string_value if "maas_target" in parameters else None
 
 
 def existing_versions(repository: ModelRepository, name: str) -> list[int]:

@@ -1,4 +1,4 @@
-"""Build every target from the verified ONNX file, gate it, time it, and pick the fastest."""
+"""Build every target from the verified ONNX file, gate it, time it, and pick the one to serve."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,16 +166,121 @@ def evaluate(
 
 PRECISION_RANK = {"fp32": 0, "bf16": 1, "fp16": 1, "int8": 2}  # lower is closer to the source
 TIE = 0.05  # timings on a shared machine wobble by a few per cent
+# A repository's recorded target is replaced only by one at least this much faster, in medians
+# of CONFIRM_ROUNDS timings of both taken alternately: re-exports do not flip between targets
+# whose speeds differ by less than a shared machine's run-to-run noise.
+KEEP_MARGIN = 1.25
+CONFIRM_ROUNDS = 3
 
 
-def choose(candidates: list[Candidate]) -> Candidate | None:
-    """The fastest accepted candidate; within 5 % of it, the most precise one wins.
-
-    The tie rule keeps the choice stable across runs when targets are equally fast.
-    """
+def fastest(candidates: list[Candidate]) -> Candidate | None:
+    """The fastest accepted candidate; within 5 % of it, the most precise one wins."""
     accepted = [c for c in candidates if c.status == "accepted"]
     if not accepted:
         return None
-    fastest = max(c.best for c in accepted)
-    close = [c for c in accepted if c.best >= (1 - TIE) * fastest]
+    top = max(c.best for c in accepted)
+    close = [c for c in accepted if c.best >= (1 - TIE) * top]
     return min(close, key=lambda c: (PRECISION_RANK.get(c.target.precision, 3), -c.best))
+
+
+def find(candidates: list[Candidate], name: str | None) -> Candidate | None:
+    """The candidate of the target called name, if it was tried."""
+    return next((c for c in candidates if c.target.name == name), None)
+
+
+def choose(candidates: list[Candidate], recorded: str | None = None) -> Candidate | None:
+    """The target to serve.
+
+    Without a recorded target: `fastest`. With one (the repository already serves this model)
+    that passed its gates again: it is kept unless `fastest` is at least KEEP_MARGIN times its
+    speed. A recorded target that failed its gate or cannot run here is replaced by `fastest`.
+    """
+    best = fastest(candidates)
+    kept = find(candidates, recorded)
+    if best is None or kept is None or kept.status != "accepted":
+        return best
+    return best if best.best >= KEEP_MARGIN * kept.best else kept
+
+
+def select(
+    model: str,
+    candidates: list[Candidate],
+    recorded: str | None,
+    retime: Callable[[list[Candidate]], None],
+) -> Candidate | None:
+    """`choose`, confirming a switch away from the recorded target by timing both again.
+
+    retime re-measures the candidates it is given, in place. Logs why the recorded target
+    stays or goes.
+    """
+    chosen = choose(candidates, recorded)
+    kept = find(candidates, recorded)
+    if kept is None or chosen is None:
+        return chosen
+    name = kept.target.name
+    if kept.status != "accepted":
+        why = "; ".join(kept.reasons) or kept.status
+        log.warning(
+            "%s: the recorded %s is %s here (%s): choosing afresh", model, name, kept.status, why
+        )
+        return chosen
+    challenger = fastest(candidates) if chosen is kept else chosen
+    if challenger is None or challenger is kept:
+        log.info("%s: keeping the recorded %s: it is still the fastest", model, name)
+        return kept
+    if chosen is not kept:
+        log.info(
+            "%s: %s is %.2f× the recorded %s's speed: timing both %d more times",
+            model,
+            chosen.target.name,
+            chosen.best / kept.best,
+            name,
+            CONFIRM_ROUNDS,
+        )
+        retime([kept, chosen])
+        chosen = choose([kept, chosen], recorded)
+    verdict = "replacing" if chosen is challenger else "keeping"
+    log.info(
+        "%s: %s the recorded %s: %s is %.2f× its speed (margin %.2f×)",
+        model,
+        verdict,
+        name,
+        challenger.target.name,
+        challenger.best / kept.best,
+        KEEP_MARGIN,
+    )
+    return chosen
+
+
+def retime(
+    candidates: list[Candidate],
+    inputs: Inputs,
+    sizes: list[int],
+    seconds: float = MEASURE_SECONDS,
+    rounds: int = CONFIRM_ROUNDS,
+    load: Callable[[Candidate], Runner] | None = None,
+) -> None:
+    """Time the candidates again, alternately, rounds times; keep each batch size's medians."""
+    load = load or load_candidate
+    runners = [load(candidate) for candidate in candidates]
+    timings: list[list[list[Throughput]]] = [[] for _ in candidates]
+    for _ in range(rounds):
+        for runner, measured in zip(runners, timings, strict=True):
+            measured.append(measure(runner, inputs, sizes, seconds))
+    for candidate, measured in zip(candidates, timings, strict=True):
+        candidate.throughput = [
+            Throughput(
+                runs[0].batch,
+                statistics.median(run.samples_per_s for run in runs),
+                statistics.median(run.median_ms for run in runs),
+            )
+            for runs in zip(*measured, strict=True)
+        ]
+
+
+def load_candidate(candidate: Candidate) -> Runner:
+    """A candidate's artifact, loaded again from its scratch folder."""
+    target = candidate.target
+    return load_runner(
+        target.runtime, candidate.folder / target.artifact, RuntimeOptions(target.precision)
+    )
