@@ -329,11 +329,21 @@ def test_validate_inputs_names_missing_input_when_required_input_is_absent() -> 
 
 def test_validate_inputs_accepts_request_when_optional_input_is_absent() -> None:
     info = parse_model_info(GRPC_METADATA, GRPC_CONFIG)
-    validate_inputs(info, {"x": np.zeros(3, np.float32)})
+    request = {"x": np.zeros(3, np.float32)}
+    validate_inputs(info, request)  # mask is optional in the config: no InvalidInputError
+    (built,) = build_infer_inputs("slow", request, grpcclient.InferInput)
+    assert (built.name(), built.datatype(), built.shape()) == ("x", "FP32", [3])
+    with pytest.raises(InvalidInputError, match=r"missing input\(s\) 'x'"):
+        validate_inputs(info, {"mask": np.zeros(3, np.bool_)})  # x is not optional
 
 
 def test_validate_inputs_accepts_object_array_when_model_expects_bytes() -> None:
-    validate_inputs(IMAGE_INFO, {"image": np.array([[b"\x89PNG"]], dtype=object)})
+    request = {"image": np.array([[b"\x89PNG"]], dtype=object)}
+    validate_inputs(IMAGE_INFO, request)  # no InvalidInputError
+    (built,) = build_infer_inputs("tiny_cls_image", request, grpcclient.InferInput)
+    assert (built.name(), built.datatype(), built.shape()) == ("image", "BYTES", [1, 1])
+    # Triton's BYTES wire format: each element as a 4-byte little-endian length, then its bytes
+    assert built._get_content() == b"\x04\x00\x00\x00\x89PNG"
 
 
 def test_validate_inputs_explains_bytes_when_str_array_is_given() -> None:
