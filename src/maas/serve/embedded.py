@@ -15,7 +15,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psutil
@@ -31,7 +30,7 @@ from maas.base.triton.endpoints import (
 from maas.base.triton.repository import ModelRepository
 
 from .distribution import TritonDistribution, library_path
-from .processes import end_process
+from .processes import Service, end_process
 from .serving_repo import ServedModel, build_serving_repository
 from .stubs import STUB_NAME, Stub, stub_of
 
@@ -121,7 +120,7 @@ def control_flags(key: str) -> list[str]:
     ]
 
 
-class EmbeddedServer:
+class EmbeddedServer(Service):
     """A tritonserver process serving a canonical repository; a context manager."""
 
     def __init__(self, options: ServerOptions) -> None:
@@ -337,14 +336,3 @@ class EmbeddedServer:
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
-
-    def __enter__(self) -> EmbeddedServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -17,13 +17,13 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 
 from maas.base.errors import FrontUnavailableError, ServerError
 from maas.base.triton.endpoints import free_port
 
 from .embedded import EmbeddedServer, ServerOptions
 from .front import FrontOptions, HttpFront, Nginx
+from .processes import Service
 from .serving_repo import ServedModel
 from .stubs import Stub, remove_regions
 
@@ -82,7 +82,7 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-class ServingStack:
+class ServingStack(Service):
     """Triton + front + watchdog; a context manager with EmbeddedServer's endpoints."""
 
     def __init__(self, options: StackOptions) -> None:
@@ -305,14 +305,3 @@ class ServingStack:
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
-
-    def __enter__(self) -> ServingStack:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.stop()
