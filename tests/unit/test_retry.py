@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 
 from maas.clients import InvalidInputError, RetryPolicy, ServerOverloadedError
+from maas.clients import retry as retry_module
 from maas.clients.errors import ServerUnavailableError
 from maas.clients.retry import retrying, retrying_async
 
@@ -50,14 +53,55 @@ def test_the_last_error_is_raised_when_attempts_run_out() -> None:
     assert call.calls == 3
 
 
-def test_no_retry_starts_past_the_deadline() -> None:
-    call = Flaky(ServerUnavailableError("down"), failures=10)
-    policy = RetryPolicy(attempts=10, initial_backoff_s=1.0, max_backoff_s=1.0, deadline_s=0.001)
-    rng_waits = list(policy.backoffs(random.Random(0)))
-    assert any(wait > 0.001 for wait in rng_waits)
-    with pytest.raises(ServerUnavailableError):
-        retrying(call, policy, sleep=lambda _: None)
-    assert call.calls < 10
+class Clock:
+    """Time that passes only when `retrying` sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RecordingRandom(random.Random):
+    """The generator `retrying` draws its waits from, seeded, keeping every wait it drew."""
+
+    drawn: ClassVar[list[float]] = []
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        RecordingRandom.drawn = []
+
+    def uniform(self, a: float, b: float) -> float:
+        wait = super().uniform(a, b)
+        RecordingRandom.drawn.append(wait)
+        return wait
+
+
+def test_no_retry_starts_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(retry_module, "time", clock)
+    monkeypatch.setattr(retry_module, "random", SimpleNamespace(Random=RecordingRandom))
+    started: list[float] = []
+
+    def call() -> str:
+        started.append(clock.now)
+        raise ServerUnavailableError("down")
+
+    policy = RetryPolicy(attempts=1000, initial_backoff_s=0.01, max_backoff_s=0.01, deadline_s=0.1)
+    with pytest.raises(ServerUnavailableError, match="down"):
+        retrying(call, policy, sleep=clock.sleep)
+    # The deadline stopped it, not the attempts: about 0.1 / 0.005 tries, nowhere near 1000.
+    assert 2 < len(started) < 100
+    assert all(start <= policy.deadline_s for start in started)
+    # Every wait drawn before a try that ran was slept; the last one drawn would have crossed.
+    drawn = RecordingRandom.drawn
+    assert len(drawn) == len(started)
+    assert started == pytest.approx([sum(drawn[:i]) for i in range(len(started))])
+    assert started[-1] + drawn[-1] > policy.deadline_s
 
 
 def test_backoff_ceilings_grow_exponentially_and_are_capped() -> None:
