@@ -11,11 +11,13 @@ from maas.base.triton.names import IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX
 from maas.base.triton.repository import ModelRepository
 
 from .baselines import in_process_limit
-from .load_report import BenchRun
+from .fingerprint import fingerprint
+from .load_report import BenchRun, limit_line, write_bench_report
 from .load_test import Level, LoadSpec, run_load_test
 
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
 DEFAULT_RATE_USERS = 32  # users that share an open-loop schedule, unless --users says otherwise
+RESULTS = Path("bench-results")  # where a report goes unless a folder is given
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,12 @@ def parse_list(text: str, kind: type[int] | type[float], what: str) -> tuple[flo
         ) from None
 
 
+def parse_levels(users: str, rates: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """--users and --rate as typed ('1,2,4', '' for none): user counts and offered rates."""
+    counts = tuple(int(count) for count in parse_list(users, int, "--users"))
+    return counts, parse_list(rates, float, "--rate")
+
+
 def describe(options: BenchOptions, levels: Sequence[Level]) -> str:
     """The header line of a report."""
     mode = "open loop, " + options.arrival + " arrivals" if options.rates else "closed loop"
@@ -153,3 +161,33 @@ def describe(options: BenchOptions, levels: Sequence[Level]) -> str:
         f"{options.warmup_s:g} s warm-up and {options.duration_s:g} s measured per level; "
         f"server {options.resolved_url()}."
     )
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """A finished `maas bench` run and where its report went."""
+
+    run: BenchRun
+    path: Path
+
+    def lines(self) -> list[str]:
+        """One line per level, then the in-process limit when it was measured."""
+        lines = [f"{self.run.title} {level.summary()}" for level in self.run.levels]
+        if self.run.limit is not None:
+            lines.append(limit_line(self.run).replace("**", ""))
+        return lines
+
+    def raise_for_failures(self) -> None:
+        """A BenchError if any request failed."""
+        failed = sum(level.failures for level in self.run.levels)
+        if failed:
+            raise BenchError(f"{failed} requests failed; see {self.path}")
+
+
+def bench_and_report(options: BenchOptions, out: Path | None = None) -> BenchReport:
+    """Run the sweep and the limit, and write the report to out (default: RESULTS/<slug>)."""
+    levels = options.levels()  # refuse bad levels before any load
+    run = run_bench(options)
+    folder = out or RESULTS / run.slug
+    print_ = fingerprint(options.resolved_stats_url())
+    return BenchReport(run, write_bench_report([run], folder, print_, describe(options, levels)))

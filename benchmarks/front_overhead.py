@@ -20,6 +20,7 @@ from maas.benchmarks.fingerprint import fingerprint, render
 from maas.benchmarks.load_test import LevelResult
 from maas.benchmarks.report import markdown_table, write_pair
 from maas.serve import local_options, serve
+from maas.serve.front import Nginx
 from maas.serve.stack import ServingStack
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStac
 
 def run_front_overhead(options: FrontBenchOptions) -> tuple[list[FrontResult], dict[str, object]]:
     """Start a stack with the front and measure every case."""
+    Nginx.locate()  # without nginx there is nothing to measure: say so before starting Triton
     with serve(local_options(options.repository)) as stack:
         if stack.front is None:
             raise BenchError(f"no HTTP front to measure: {stack.front_problem}")

@@ -44,6 +44,8 @@ def recorded_versions(
 ) -> list[tuple[str, int]]:
     """(model, version) pairs the manifest records, limited to names when given."""
     models = manifest.load(repository.manifest_path).get("models", {})
+    if not models:
+        raise ExportError(f"nothing to check: {repository.manifest_path} records no export")
     wanted = names or sorted(models)
     missing = [name for name in wanted if name not in models]
     if missing:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from maas.cli import app
+from maas.serve.front import NGINX_ENV
 from tests.tiny_bert import LABELS, make_tiny_bert
 
 runner = CliRunner()
@@ -82,3 +84,34 @@ def test_export_hf_needs_a_name(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "--hf", str(tmp_path)])
     assert result.exit_code == 2
     assert "give --name" in result.output
+
+
+def test_bench_front_without_nginx_fails_with_one_line_before_starting_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "no-nginx"
+    monkeypatch.setenv(NGINX_ENV, str(missing))
+    result = runner.invoke(
+        app, ["bench-front", "--repository", str(tmp_path), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"error: {NGINX_ENV}={missing} is not an executable file"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "--check", "-r", "/nonexistent"], "records no export"),
+        (["bench", "resnet50_image", "--users", "a,b"], "--users must be a comma-separated"),
+        (["bench", "resnet50_image", "--rate", "5", "--users", "1,2"], "give one --users value"),
+        (["serve", "--tls-cert", "/nonexistent/cert.pem"], "needs both a certificate and its key"),
+        (["infer", "resnet50", "x.jpg", "--url", "127.0.0.1:9", "--timeout", "2"], "unreachable"),
+    ],
+)
+def test_failures_print_one_error_line_and_exit_1(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert message in lines[0]

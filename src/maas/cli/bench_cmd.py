@@ -1,0 +1,219 @@
+"""The benchmark commands: bench, bench-suite, bench-front, bench-padding, bench-targets, soak.
+
+maas.benchmarks loads Locust and gevent (and maas.export torch), so each command imports what
+it runs inside itself: `maas --help` and the other commands start without them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import (
+    DEFAULT_REPOSITORY,
+    DurationOption,
+    OutOption,
+    RepositoryOption,
+    UrlOption,
+    WarmupOption,
+    echo_lines,
+    setup_logging,
+    user_errors,
+)
+
+BenchModelArgument = Annotated[
+    str, typer.Argument(help="Served model: resnet50_image (JPEG bytes), minilm_text, …")
+]
+BenchProtocolOption = Annotated[
+    str, typer.Option(help="http, grpc, or naive (the baseline service).")
+]
+UsersOption = Annotated[
+    str, typer.Option(help="Concurrent users; a list (1,2,4,8) sweeps them. With --rate: pool.")
+]
+RateOption = Annotated[
+    str, typer.Option(help="Offered requests/s (open loop); a list sweeps them.")
+]
+ArrivalOption = Annotated[str, typer.Option(help="Open-loop spacing: constant or poisson.")]
+ShmOption = Annotated[bool, typer.Option(help="Send inputs through system shared memory.")]
+StatsUrlOption = Annotated[
+    str, typer.Option(help="Triton HTTP host:port for statistics [default: from --url].")
+]
+LimitOption = Annotated[
+    float, typer.Option(min=0.0, help="Seconds timing the in-process limit (0: skip).")
+]
+BenchOutOption = Annotated[
+    Path | None, typer.Option(help="Report folder [default: bench-results/<model>-<protocol>].")
+]
+ImageOption = Annotated[
+    Path | None, typer.Option(help="Image file to send [default: a bundled photograph].")
+]
+RunDurationOption = Annotated[float, typer.Option(min=0.5, help="Measured seconds per run.")]
+RunWarmupOption = Annotated[float, typer.Option(min=0.0, help="Unmeasured seconds per run.")]
+
+
+def bench_command(
+    model: BenchModelArgument,
+    url: UrlOption = None,
+    protocol: BenchProtocolOption = "http",
+    users: UsersOption = "4",
+    rate: RateOption = "",
+    arrival: ArrivalOption = "constant",
+    duration: DurationOption = 10.0,
+    warmup: WarmupOption = 3.0,
+    shm: ShmOption = False,
+    stats_url: StatsUrlOption = "",
+    limit_seconds: LimitOption = 5.0,
+    out: BenchOutOption = None,
+    image: ImageOption = None,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """Headless Locust load test of a running server, with Triton's breakdown and a report."""
+    from maas.benchmarks.bench import BenchOptions, bench_and_report, parse_levels
+
+    with user_errors():
+        user_counts, rates = parse_levels(users, rate)
+        options = BenchOptions(
+            model=model,
+            protocol=protocol,
+            url=url or "",
+            users=user_counts,
+            rates=rates,
+            arrival=arrival,
+            duration_s=duration,
+            warmup_s=warmup,
+            shm=shm,
+            stats_url=stats_url,
+            repository=repository,
+            image=image,
+            limit_seconds=limit_seconds,
+        )
+        report = bench_and_report(options, out)
+        echo_lines(report.lines())
+        typer.echo(f"report  {report.path}")
+        report.raise_for_failures()
+
+
+def bench_suite_command(
+    out: OutOption = Path("benchmarks/results/reference"),
+    duration: DurationOption = 8.0,
+    warmup: WarmupOption = 3.0,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """Reference run: every benchmark goal side by side (starts its own server; ~10 min)."""
+    from maas.benchmarks.suite import SuiteOptions, run_suite
+    from maas.benchmarks.suite_report import goals, write_suite_report
+
+    setup_logging()
+    with user_errors():
+        options = SuiteOptions(repository=repository, out=out, duration_s=duration, warmup_s=warmup)
+        result, print_ = run_suite(options)
+        path = write_suite_report(result, print_, options, command_line())
+        for goal in goals(result):
+            typer.echo(f"{'met   ' if goal.met else 'MISSED'} {goal.name}: {goal.measured}")
+        typer.echo(f"report  {path}")
+
+
+def bench_front_command(
+    out: OutOption = Path("benchmarks/results/front"),
+    rounds: Annotated[int, typer.Option(min=1, help="Alternating rounds per case.")] = 5,
+    duration: RunDurationOption = 10.0,
+    warmup: RunWarmupOption = 2.0,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """What the HTTP front costs: the same load through nginx and straight to Triton."""
+    from maas.benchmarks.front_overhead import (
+        FrontBenchOptions,
+        run_front_overhead,
+        write_front_report,
+    )
+
+    setup_logging()
+    with user_errors():
+        options = FrontBenchOptions(repository, out, rounds, duration, warmup)
+        results, print_ = run_front_overhead(options)
+        for result in results:
+            typer.echo(
+                f"{result.case.model} {result.case.users} user(s): throughput front/direct "
+                f"{result.throughput_ratio:.3f}, p50 added {result.p50_added_ms:+.3f} ms; "
+                f"{result.goal}: {'met' if result.goal_met else 'MISSED'}"
+            )
+        typer.echo(f"report  {write_front_report(results, options, print_)}")
+
+
+def soak_command(
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of traffic.")] = 600.0,
+    users: Annotated[int, typer.Option(min=1, help="Concurrent workers.")] = 4,
+    interval: Annotated[float, typer.Option(min=0.5, help="Seconds per sample.")] = 10.0,
+    out: OutOption = Path("benchmarks/results/soak"),
+    http_url: Annotated[str, typer.Option(help="Soak this server's HTTP endpoint.")] = "",
+    grpc_url: Annotated[str, typer.Option(help="…and its gRPC endpoint (both or neither).")] = "",
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """Mixed traffic to every model over both protocols; report failures, p99 drift and memory.
+
+    Without URLs it starts its own `maas serve`. Exits 1 if a request failed or memory grew.
+    """
+    from maas.benchmarks.soak import SoakOptions, passed, run_soak, verdict, write_soak_report
+
+    setup_logging()
+    with user_errors():
+        if bool(http_url) != bool(grpc_url):
+            raise typer.BadParameter("give both --http-url and --grpc-url, or neither")
+        options = SoakOptions(repository, duration, users, interval, out, http_url, grpc_url)
+        result = run_soak(options)
+        path = write_soak_report(result, command_line())
+        for name, measured, ok in verdict(result):
+            typer.echo(f"{'ok    ' if ok else 'FAILED'} {name}: {measured}")
+        typer.echo(f"report  {path}")
+        if not passed(result):
+            raise typer.Exit(1)
+
+
+def bench_padding_command(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    model: Annotated[str, typer.Option(help="Exported text model.")] = "minilm",
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent clients.")] = 8,
+    copies: Annotated[int, typer.Option(min=1, help="Times the sentence set is sent.")] = 4,
+    output: Annotated[Path, typer.Option(help="Folder for padding.md and padding.json.")] = Path(
+        "results"
+    ),
+) -> None:
+    """Measure padding waste of each batching strategy on a mixed-length text workload."""
+    from maas.benchmarks.headers import padding_header
+    from maas.benchmarks.text_padding import render_table, run_padding_benchmark, write_report
+
+    setup_logging()
+    with user_errors():
+        results = run_padding_benchmark(repository, model, concurrency, copies)
+        typer.echo(render_table(results))
+        header = padding_header(model, results, concurrency, copies)
+        typer.echo(f"report  {write_report(results, output, header)}")
+
+
+def bench_targets_command(
+    models: Annotated[
+        list[str] | None, typer.Argument(help="Registered models [default: all].")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Measured seconds per batch size.")] = 2.0,
+    output: Annotated[Path, typer.Option(help="Folder for targets.md and targets.json.")] = Path(
+        "results"
+    ),
+) -> None:
+    """In-process throughput of every export target at batch 1 and the best batch."""
+    from maas.benchmarks.headers import targets_header
+    from maas.benchmarks.targets import bench_targets, render_table, write_report
+    from maas.export import model_names
+
+    setup_logging()
+    with user_errors():
+        rows = bench_targets(models or model_names(), seconds)
+        typer.echo(render_table(rows))
+        typer.echo(f"report  {write_report(rows, output, targets_header(seconds))}")
+
+
+def command_line() -> str:
+    """The command as the user typed it, for reports."""
+    return "maas " + " ".join(sys.argv[1:])

@@ -1,0 +1,84 @@
+"""What every command shares: option types, one-line errors, logging and stop signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from maas.base.errors import MaasError
+
+if TYPE_CHECKING:
+    from maas.clients import Protocol
+
+MiB = 1024 * 1024
+DEFAULT_REPOSITORY = Path(os.environ.get("MAAS_REPOSITORY", "model_repository"))
+RepositoryOption = Annotated[
+    Path, typer.Option("--repository", "-r", help="Triton model repository (env MAAS_REPOSITORY).")
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(help="host:port of the server [default: localhost:8000 http, :8001 grpc]."),
+]
+ProtocolOption = Annotated[str, typer.Option(help="http or grpc.")]
+HostOption = Annotated[str, typer.Option(help="Address to bind.")]
+OutOption = Annotated[Path, typer.Option(help="Report folder.")]
+DurationOption = Annotated[float, typer.Option(min=0.5, help="Measured seconds per level.")]
+WarmupOption = Annotated[float, typer.Option(min=0.0, help="Unmeasured seconds per level.")]
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: commands that start servers (soak, bench, demo) stop them."""
+    raise KeyboardInterrupt
+
+
+def stop_requested() -> threading.Event:
+    """An event that Ctrl-C or SIGTERM sets, for commands that run until told to stop."""
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()  # only flag it: stopping inside a signal handler can deadlock on wait()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stopping
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's typed errors into one line on stderr and exit code 1."""
+    try:
+        yield
+    except MaasError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Progress lines on stderr."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def check_protocol(protocol: str) -> Protocol:
+    """Refuse anything but http and grpc."""
+    if protocol not in ("http", "grpc"):
+        raise typer.BadParameter(f"protocol must be http or grpc, got {protocol!r}")
+    return "http" if protocol == "http" else "grpc"
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    """Print each line on stdout."""
+    for line in lines:
+        typer.echo(line)
