@@ -1,14 +1,6 @@
 """Clients for models served by Triton: generic tensors, image classification, text models."""
 
-from .core import (
-    AsyncModelClient,
-    ClientOptions,
-    ModelClient,
-    ModelInfo,
-    Protocol,
-    TensorInfo,
-    default_url,
-)
+from .aio import AsyncModelClient
 from .errors import (
     ClientError,
     InferenceFailedError,
@@ -20,9 +12,12 @@ from .errors import (
     map_error,
 )
 from .image import AsyncImageClassifier, Classification, ImageClassifier, parse_classification
+from .info import ModelInfo, TensorInfo
 from .retry import NO_RETRIES, RetryPolicy
 from .routing import InputKind, input_kind
+from .sync import ModelClient
 from .text import AsyncTextClassifier, AsyncTextEmbedder, TextClassifier, TextEmbedder
+from .transport import ClientOptions, Protocol, default_url
 
 __all__ = [
     "NO_RETRIES",

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .core import Array, AsyncModelClient, ModelClient, ModelInfo
+from .aio import AsyncModelClient
 from .errors import InferenceFailedError, InvalidInputError
+from .info import Array, ModelInfo
+from .sync import ModelClient
 
 PROBABILITIES_OUTPUT = "probabilities"
 
@@ -40,11 +42,6 @@ def parse_classification(raw: bytes | str) -> Classification:
     return Classification(label=label, score=score, index=index)
 
 
-def takes_bytes_input(info: ModelInfo) -> bool:
-    """Whether a model's single input is BYTES, i.e. it takes raw bytes (images, text)."""
-    return len(info.inputs) == 1 and info.inputs[0].datatype == "BYTES"
-
-
 def single_input(info: ModelInfo) -> str:
     """Name of the model's only input; the image and text clients send exactly one."""
     if len(info.inputs) != 1:
@@ -68,12 +65,6 @@ def named_or_first_output(info: ModelInfo, name: str) -> str:
 def classified_output(info: ModelInfo) -> str:
     """Return the output to classify: ``probabilities`` if present, else the first output."""
     return named_or_first_output(info, PROBABILITIES_OUTPUT)
-
-
-def check_top_k(top_k: int) -> None:
-    """Reject a top_k that asks for no classes."""
-    if top_k < 1:
-        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
 
 
 def batch_slices(count: int, max_batch_size: int) -> list[slice]:
@@ -105,7 +96,7 @@ def classify_batch(
     client: ModelClient, batch: Array, top_k: int, items: str
 ) -> list[list[Classification]]:
     """Classify each row of `batch` with the model's single input, in calls it accepts."""
-    info = client.info
+    info = client.info()
     name, output = single_input(info), classified_output(info)
     results: list[list[Classification]] = []
     for part in batch_slices(len(batch), info.max_batch_size):

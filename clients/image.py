@@ -10,20 +10,19 @@ from typing import Literal
 import numpy as np
 
 from . import common
+from .checks import check_top_k
 from .common import (
     PROBABILITIES_OUTPUT,
     Classification,
     batch_slices,
-    check_top_k,
     classified_output,
     classify_batch,
     classify_batch_async,
     parse_classification,
     single_input,
-    takes_bytes_input,
 )
-from .core import Array, ModelInfo
 from .errors import InvalidInputError
+from .info import Array, ModelInfo, takes_bytes_input
 from .routing import IMAGE_COMPANION, AsyncRoutedClient, RoutedClient
 
 # Shared helpers stay importable from here, where the image clients first defined them.

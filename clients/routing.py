@@ -11,44 +11,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Literal, TypeVar
 
-from maas.base.triton.names import IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX
+from maas.base.triton.names import IMAGE, TEXT, Companions, RawKind
 
-from .common import takes_bytes_input
-from .core import (
-    AsyncClosable,
-    AsyncModelClient,
-    ClientOptions,
-    Closable,
-    ModelClient,
-    ModelInfo,
-    Protocol,
-)
+from .aio import AsyncModelClient
+from .core import AsyncClosable, Closable
 from .errors import ModelNotFoundError
+from .info import ModelInfo, takes_bytes_input
 from .retry import RetryPolicy
+from .sync import ModelClient
+from .transport import ClientOptions, Protocol
 
 InputKind = Literal["image", "text", "tensor"]
-RAW_INPUTS: dict[str, InputKind] = {"IMAGE": "image", "TEXT": "text"}
+# A model that takes raw bytes itself says which kind by the name of its one input.
+RAW_INPUTS: dict[str, InputKind] = {c.raw_input: c.kind for c in (IMAGE, TEXT)}
 
 
 @dataclass(frozen=True)
 class CompanionEnsemble:
-    """The ensemble ``<model><suffix>`` that takes raw inputs for a model that takes tensors.
+    """The ensemble that takes raw inputs for a model that takes tensors, and how to explain it.
 
-    The words fill the error raised when the server lacks the companion: "model 'm' takes
-    `model_takes` (...), and the server has no `kind` ensemble 'm_kind' to `prepares` `takes`;
-    `remedy`".
+    `names` says what the ensemble is called; the words fill the error raised when the server
+    lacks it: "model 'm' takes `model_takes` (...), and the server has no `kind` ensemble
+    'm_kind' to `prepares` `takes`; `remedy`".
     """
 
-    kind: Literal["image", "text"]
-    suffix: str
+    names: Companions
     takes: str  # what the companion takes, e.g. "encoded images"
     prepares: str  # what it does with them for the model, e.g. "decode"
     model_takes: str  # what the model itself takes, e.g. "preprocessed tensors"
     remedy: str  # what the caller can do without the companion
 
+    @property
+    def kind(self) -> RawKind:
+        """The raw input the companion takes: image or text."""
+        return self.names.kind
+
     def name(self, model: str) -> str:
         """Name of the companion ensemble of `model`."""
-        return model + self.suffix
+        return self.names.ensemble(model)
 
     def missing_error(
         self, model: str, info: ModelInfo, cause: ModelNotFoundError
@@ -65,16 +65,14 @@ class CompanionEnsemble:
 
 
 IMAGE_COMPANION = CompanionEnsemble(
-    kind="image",
-    suffix=IMAGE_ENSEMBLE_SUFFIX,
+    names=IMAGE,
     takes="encoded images",
     prepares="decode",
     model_takes="preprocessed tensors",
     remedy="pass float32 arrays shaped [C,H,W] or [N,C,H,W] instead, or serve the ensemble",
 )
 TEXT_COMPANION = CompanionEnsemble(
-    kind="text",
-    suffix=TEXT_ENSEMBLE_SUFFIX,
+    names=TEXT,
     takes="raw text",
     prepares="tokenize",
     model_takes="token ids",
@@ -124,11 +122,11 @@ class RoutedClient(_Routed[ModelClient], Closable):
 
     def _for_raw_inputs(self) -> ModelClient:
         """Return the named model if it takes BYTES itself, else its companion ensemble."""
-        info = self._named.info
+        info = self._named.info()
         if takes_bytes_input(info):
             return self._named
         try:
-            _ = self._ensemble.info  # fetch now to report a missing ensemble clearly
+            self._ensemble.info()  # fetch now to report a missing ensemble clearly
         except ModelNotFoundError as exc:
             raise self.companion.missing_error(self.model, info, exc) from exc
         return self._ensemble
@@ -173,7 +171,7 @@ def input_kind(
     """Read the server's metadata: a BYTES input named IMAGE or TEXT, or such a companion model."""
     options = ClientOptions.create(url, protocol, timeout_s)
     with ModelClient.from_options(model, options) as client:
-        info = client.info  # raises ModelNotFoundError for unknown models
+        info = client.info()  # raises ModelNotFoundError for unknown models
     if takes_bytes_input(info):
         return RAW_INPUTS.get(info.inputs[0].name, "text")
     for companion in COMPANIONS:
@@ -200,4 +198,4 @@ def output_names(
 ) -> tuple[str, ...]:
     """The outputs a served model declares, e.g. to tell an embedder from a classifier."""
     with ModelClient(model, url=url, protocol=protocol, timeout_s=timeout_s) as client:
-        return client.info.output_names
+        return client.info().output_names

@@ -11,18 +11,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .checks import check_top_k
 from .common import (
     Classification,
     batch_slices,
-    check_top_k,
     classify_batch,
     classify_batch_async,
     named_or_first_output,
     single_input,
     split_rows,
 )
-from .core import Array, ModelInfo
 from .errors import InvalidInputError
+from .info import Array, ModelInfo
 from .routing import TEXT_COMPANION, AsyncRoutedClient, RoutedClient
 
 TextInput = str | bytes
@@ -92,7 +92,7 @@ class TextEmbedder(RoutedClient):
         """
         batch = encode_texts(texts)
         client = self._for_raw_inputs()
-        info = client.info
+        info = client.info()
         name, output = single_input(info), embedding_output(info)
         parts: list[Array] = []
         for part in batch_slices(len(batch), info.max_batch_size):

@@ -63,7 +63,7 @@ def test_served_outputs_pass_the_served_targets_gate_against_torch(
 
 def test_model_metadata_reports_declared_inputs(server: RunningServer, protocol: Protocol) -> None:
     with ModelClient("resnet50", url=server.url(protocol), protocol=protocol) as client:
-        info = client.info
+        info = client.info()
     assert [(t.name, t.datatype, t.shape) for t in info.inputs] == [
         ("pixel_values", "FP32", (-1, 3, 224, 224))
     ]

@@ -35,7 +35,7 @@ def test_unpinned_requests_get_the_newest_version(
 ) -> None:
     batch, newest = reference(exported, max(VERSIONS))
     with ModelClient(VERSIONED_MODEL, url=server.url(protocol), protocol=protocol) as client:
-        assert set(client.info.versions) == {str(v) for v in VERSIONS}
+        assert set(client.info().versions) == {str(v) for v in VERSIONS}
         served = client.infer(batch)["embeddings"]
     assert cosine_similarities(newest, served).min() >= 0.999
 

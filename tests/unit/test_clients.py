@@ -37,12 +37,8 @@ from maas.clients import (
     map_error,
     parse_classification,
 )
-from maas.clients.core import (
-    ClientOptions,
+from maas.clients.checks import (
     build_infer_inputs,
-    check_protocol,
-    parse_model_info,
-    resolve_url,
     select_outputs,
     triton_datatype,
     validate_inputs,
@@ -54,7 +50,9 @@ from maas.clients.image import (
     prepare_images,
     takes_encoded_images,
 )
+from maas.clients.info import parse_model_info
 from maas.clients.routing import IMAGE_COMPANION
+from maas.clients.transport import ClientOptions, check_protocol, resolve_url
 
 # Payloads as tritonserver 2.51 returned them for a python-backend classifier.
 HTTP_METADATA: dict[str, Any] = {
@@ -412,6 +410,11 @@ def test_check_protocol_raises_client_error_when_protocol_is_unknown() -> None:
         check_protocol("https")
 
 
+def test_default_url_raises_client_error_when_protocol_is_unknown() -> None:
+    with pytest.raises(ClientError, match=r"unknown protocol 'https'; expected 'http' or 'grpc'"):
+        default_url("https")  # type: ignore[arg-type]
+
+
 def test_resolve_url_raises_client_error_when_url_has_scheme() -> None:
     with pytest.raises(ClientError, match="without a scheme"):
         resolve_url("http://localhost:8000", "http")
@@ -455,7 +458,7 @@ def test_model_client_reports_unavailable_when_nothing_listens(protocol: Any) ->
         assert client.server_ready() is False
         assert client.is_ready() is False
         with pytest.raises(ServerUnavailableError, match="model 'm'"):
-            _ = client.info
+            client.info()
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -467,6 +470,23 @@ def test_async_model_client_reports_unavailable_when_nothing_listens(protocol: A
             return await client.server_ready()
 
     assert asyncio.run(probe()) is False
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_model_clients_raise_unavailable_when_model_is_not_ready_in_time(protocol: Any) -> None:
+    url = f"127.0.0.1:{free_port()}"
+
+    async def wait_async() -> None:
+        async with AsyncModelClient("m", url, protocol, timeout_s=5.0) as client:
+            await client.wait_until_ready(timeout_s=0.2)
+
+    with pytest.raises(ServerUnavailableError, match=r"was not ready within 0\.2 s"):
+        asyncio.run(wait_async())
+    with (
+        ModelClient("m", url, protocol, timeout_s=5.0) as client,
+        pytest.raises(ServerUnavailableError, match=r"was not ready within 0\.2 s"),
+    ):
+        client.wait_until_ready(timeout_s=0.2)
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -591,7 +611,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Served:
     async def async_infer(self: Any, inputs: Any, outputs: Any = None, class_count: int = 0) -> Any:
         return infer(self, inputs, outputs, class_count)
 
-    monkeypatch.setattr(ModelClient, "info", property(lambda self: info(self.model)))
+    monkeypatch.setattr(ModelClient, "info", lambda self: info(self.model))
     monkeypatch.setattr(ModelClient, "infer", infer)
     monkeypatch.setattr(AsyncModelClient, "info", async_info)
     monkeypatch.setattr(AsyncModelClient, "infer", async_infer)

@@ -27,7 +27,7 @@ from maas.clients import (
     TextClassifier,
     TextEmbedder,
 )
-from maas.clients.core import Array
+from maas.clients.info import Array
 from maas.clients.routing import TEXT_COMPANION
 from maas.clients.text import (
     embedding_dim,
@@ -65,7 +65,7 @@ def unreachable_url() -> str:
     return f"127.0.0.1:{free_port()}"
 
 
-# --- a stand-in for the server behind ModelClient.info / infer ---------------------------------
+# --- a stand-in for the server behind ModelClient.info() / infer -------------------------------
 
 
 @dataclass
@@ -141,7 +141,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     ) -> dict[str, Array]:
         return infer(self, inputs, outputs, class_count)
 
-    monkeypatch.setattr(ModelClient, "info", property(lambda self: fake.info(self.model)))
+    monkeypatch.setattr(ModelClient, "info", lambda self: fake.info(self.model))
     monkeypatch.setattr(ModelClient, "infer", infer)
     monkeypatch.setattr(AsyncModelClient, "info", async_info)
     monkeypatch.setattr(AsyncModelClient, "infer", async_infer)
