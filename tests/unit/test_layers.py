@@ -38,10 +38,10 @@ def source_modules() -> dict[str, Path]:
     """Every maas module and its file, through pyproject's folder mapping."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     folders = config["tool"]["setuptools"]["package-dir"]
-    modules = {}
+    modules: dict[str, Path] = {}
     for package, folder in folders.items():
         for path in (ROOT / folder).rglob("*.py"):
-            parts = [p for p in path.relative_to(ROOT / folder).with_suffix("").parts]
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
             name = ".".join([package, *[p for p in parts if p != "__init__"]])
             modules.setdefault(name, path)  # a mapped subfolder wins over a search under src
     return modules
