@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from maas.base.errors import ServerError
+from maas.serve import StackOptions, serve
 from maas.serve.embedded import ServerOptions
 from maas.serve.front import FrontOptions, HttpFront
-from maas.serve.stack import ServingStack, StackOptions
 
 from .common import (
     DEFAULT_REPOSITORY,
@@ -118,19 +118,17 @@ def run_stack(options: StackOptions) -> None:
     """Start the stack, say where it answers, and keep it up until Ctrl-C or SIGTERM."""
     # Handlers first: a stop asked for while the server starts is honoured once it is up.
     stopping = stop_requested()
-    server = ServingStack(options)
-    server.start()
-    for model in server.served:
-        typer.echo(f"model {model.name:24} {model.backend:12} served {model.served_by}")
-    typer.echo(
-        f"HTTP    {server.http_url}\ngRPC    {server.grpc_url}\nmetrics {server.metrics_url}"
-    )
-    typer.echo(f"HTTP is guarded by: {server.http_protection}")
-    typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
-    while not stopping.wait(0.5):
-        pass  # the watchdog keeps the server up; a signal ends this
-    typer.echo("stopping: waiting for in-flight requests …", err=True)
-    server.stop()
+    with serve(options) as server:
+        for model in server.served:
+            typer.echo(f"model {model.name:24} {model.backend:12} served {model.served_by}")
+        typer.echo(
+            f"HTTP    {server.http_url}\ngRPC    {server.grpc_url}\nmetrics {server.metrics_url}"
+        )
+        typer.echo(f"HTTP is guarded by: {server.http_protection}")
+        typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
+        while not stopping.wait(0.5):
+            pass  # the watchdog keeps the server up; a signal ends this
+        typer.echo("stopping: waiting for in-flight requests …", err=True)
 
 
 def front_command(

@@ -89,8 +89,9 @@ class ServerOptions:
         return cls(repository, **(ports | options))
 
 
-# Clients ping idle connections every 30 s (maas.clients.transport.grpc_keepalive) so that NAT and load
-# balancers keep them; Triton's defaults would answer such pings with GOAWAY "too_many_pings".
+# Clients ping idle connections every 30 s (maas.clients.transport.grpc_keepalive) so that NAT
+# and load balancers keep them; Triton's defaults would answer such pings with GOAWAY
+# "too_many_pings".
 GRPC_KEEPALIVE_FLAGS = [
     "--grpc-keepalive-permit-without-calls=true",
     "--grpc-http2-max-pings-without-data=0",
