@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maas.base.errors import BenchError
+from maas.base.triton.endpoints import DEFAULT_URLS
 from maas.base.triton.names import IMAGE_ENSEMBLE_SUFFIX, TEXT_ENSEMBLE_SUFFIX
 from maas.base.triton.repository import ModelRepository
 
@@ -15,7 +16,6 @@ from .fingerprint import fingerprint
 from .load_report import BenchRun, limit_line, write_bench_report
 from .load_test import Level, LoadSpec, run_load_test
 
-DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
 DEFAULT_RATE_USERS = 32  # users that share an open-loop schedule, unless --users says otherwise
 RESULTS = Path("bench-results")  # where a report goes unless a folder is given
 

@@ -27,6 +27,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 from locust import User, constant, events, task  # noqa: E402
 
+from maas.base.triton.endpoints import DEFAULT_URLS  # noqa: E402
 from maas.base.triton.repository import ModelRepository  # noqa: E402
 
 from .pacing import ARRIVALS, DELAY_TOLERANCE_S, PROTOCOLS, ArrivalSchedule, LoadConfig  # noqa: E402
@@ -278,7 +279,7 @@ class TritonUser(User):
 @events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
 def _add_options(parser: Any) -> None:
     parser.add_argument("--model", default="", help="served model to call")
-    parser.add_argument("--url", default="localhost:8000", help="host:port of the server")
+    parser.add_argument("--url", default=DEFAULT_URLS["http"], help="host:port of the server")
     parser.add_argument("--protocol", default="http", choices=PROTOCOLS)
     parser.add_argument("--repository", default="model_repository", help="Triton repository")
     parser.add_argument("--shm", action="store_true", help="inputs via system shared memory")

@@ -10,6 +10,8 @@ import random
 import time
 from dataclasses import dataclass
 
+from maas.base.triton.endpoints import DEFAULT_URLS
+
 PROTOCOLS = ("http", "grpc", "naive")
 ARRIVALS = ("constant", "poisson")
 DELAY_TOLERANCE_S = 0.002  # a call sent later than this after its slot counts as delayed
@@ -20,7 +22,7 @@ class LoadConfig:
     """What the users call and how; set once per process before users start."""
 
     model: str = ""
-    url: str = "localhost:8000"
+    url: str = DEFAULT_URLS["http"]
     protocol: str = "http"  # http | grpc: Triton; naive: the FastAPI baseline service
     repository: str = "model_repository"
     shm: bool = False  # send inputs through system shared memory (Triton only)

@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer
-
 from maas.base.sentences import SENTENCES
+from maas.base.served.text import TextTokenizer
 from maas.base.triton.parameters import PADDING_STRATEGIES as STRATEGIES
 from maas.base.triton.repository import ModelRepository
 from maas.clients import TextEmbedder
 from maas.serve import local_options, serve
 
 from .report import write_pair
+from .workloads import text_tokenizer
 
 COUNTERS = ("maas_real_tokens_total", "maas_computed_tokens_total", "maas_runtime_calls_total")
 WARMUP_REQUESTS = 8
@@ -61,12 +61,10 @@ def mixed_length_workload(copies: int, seed: int = 0) -> list[str]:
     return texts
 
 
-def token_lengths(tokenizer_file: Path, texts: Sequence[str], max_length: int) -> list[int]:
-    """Tokens per text after truncation, special tokens included."""
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length)
-    return [len(encoding.ids) for encoding in tokenizer.encode_batch(list(texts))]
+def token_lengths(tokenizer: TextTokenizer, texts: Sequence[str]) -> list[int]:
+    """Tokens per text as the served tokenizer makes them: truncated, special tokens included."""
+    _, mask = tokenizer.tokenize(list(texts))
+    return [int(row.sum()) for row in mask]
 
 
 def fixed_padding(lengths: Sequence[int], length: int) -> PaddingResult:
@@ -130,11 +128,9 @@ def run_padding_benchmark(
 ) -> list[PaddingResult]:
     """Fixed-length padding (computed) and every server strategy (measured), same workload."""
     texts = mixed_length_workload(copies)
-    tokenizer_folder = ModelRepository(repository).version_dir(f"{model}_tokenizer", 1)
-    config = ModelRepository(repository).read_config(f"{model}_tokenizer")
-    max_length = int(config.parameters["max_length"].string_value)
-    lengths = token_lengths(tokenizer_folder / "tokenizer.json", texts, max_length)
-    results = [fixed_padding(lengths, 128), fixed_padding(lengths, max_length)]
+    tokenizer = text_tokenizer(ModelRepository(repository), model)
+    lengths = token_lengths(tokenizer, texts)
+    results = [fixed_padding(lengths, 128), fixed_padding(lengths, tokenizer.max_length)]
     results += [measure_strategy(repository, model, s, texts, concurrency) for s in STRATEGIES]
     return results
 

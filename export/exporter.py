@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from maas.base.errors import ExportError, VerificationError
+from maas.base.triton.config import string_parameters
+from maas.base.triton.parameters import ModelParameters
 from maas.base.triton.repository import ModelRepository
 
 from . import manifest, triton_config
@@ -142,8 +144,8 @@ def recorded_target(repository: ModelRepository, name: str) -> str | None:
     """The target the repository's config records for a model, if it has a config."""
     if not repository.config_path(name).is_file():
         return None
-    parameters = repository.read_config(name).parameters
-    return parameters["maas_target"].string_value if "maas_target" in parameters else None
+    recorded = ModelParameters.read(string_parameters(repository.read_config(name))).target
+    return recorded or None
 
 
 def existing_versions(repository: ModelRepository, name: str) -> list[int]:

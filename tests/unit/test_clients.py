@@ -19,6 +19,7 @@ from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException
 
 from maas.base.errors import MaasError
+from maas.base.triton.endpoints import free_port
 from maas.clients import (
     AsyncImageClassifier,
     AsyncModelClient,
@@ -128,12 +129,6 @@ IMAGE_INFO = ModelInfo(
     outputs=(TensorInfo("probabilities", "FP32", (-1, 3)),),
     max_batch_size=4,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- classification parsing ------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from maas.base.triton.endpoints import free_port
 from maas.base.triton.names import TEXT_ENSEMBLE_SUFFIX
 from maas.clients import (
     AsyncModelClient,
@@ -53,12 +53,6 @@ ENCODER_TEXT = ModelInfo("enc_text", ("1",), TEXT_INPUT, EMBEDDINGS, max_batch_s
 CLASSIFIER = ModelInfo("cls", ("1",), TOKEN_INPUTS, CLASS_OUTPUTS, max_batch_size=4)
 CLASSIFIER_TEXT = ModelInfo("cls_text", ("1",), TEXT_INPUT, CLASS_OUTPUTS, max_batch_size=4)
 LABELS = ("negative", "neutral", "positive")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unreachable_url() -> str:
