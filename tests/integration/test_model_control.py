@@ -48,9 +48,34 @@ def controlled(
 
 
 def test_model_control_is_off_by_default(server: RunningServer) -> None:
-    status, body = post(f"http://{server.http_url}/v2/repository/models/digits_cnn/unload")
-    assert status >= 400, body
+    repository = f"http://{server.http_url}/v2/repository"
+    for url in (f"{repository}/models/digits_cnn/unload", f"{repository}/index"):
+        for headers in ({}, {CONTROL_HEADER: KEY}):  # no key opens it: none was set
+            status, body = post(url, headers)
+            assert status == 403, (url, status, body)
+            # the front's refusal, or Triton's own where no front runs: both say why
+            assert "model control is off" in body or CONTROL_HEADER in body, body
     assert model_ready(server, "digits_cnn")
+
+
+def test_grpc_model_control_is_off_by_default(server: RunningServer) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    calls = {
+        "unload": lambda: client.unload_model("digits_cnn"),
+        "unload with a key": lambda: client.unload_model(
+            "digits_cnn", headers={GRPC_CONTROL_HEADER: KEY}
+        ),
+        "load": lambda: client.load_model("digits_cnn"),
+        "index": lambda: client.get_model_repository_index(),
+    }
+    try:
+        for what, call in calls.items():
+            with pytest.raises(InferenceServerException) as refused:
+                call()
+            assert refused.value.status() == "StatusCode.UNAVAILABLE", (what, refused.value)
+        assert client.is_model_ready("digits_cnn")
+    finally:
+        client.close()
 
 
 def test_http_control_needs_the_key(controlled: RunningServer) -> None:
