@@ -10,6 +10,10 @@ import numpy as np
 
 from maas.clients import ModelClient
 from tests.conftest import Exported, start_maas_serve, stop_maas_serve
+from tests.integration.server_metrics import request_counts
+
+REQUESTS = 8  # of max_batch_size (16) photos each: one execution per request, run one by one
+QUEUED = 2  # requests the server must hold in its queue when the signal is sent
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits_zero(
@@ -17,21 +21,48 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(
 ) -> None:
     # gRPC only: over HTTP through the front, 2 of 6 runs here had a client refused (open).
     server = start_maas_serve(exported.repository.root, tmp_path)
-    photos = exported.results["resnet50"].built.eval_inputs["pixel_values"][
-        :8
-    ]  # ~1 s of work on two cores
+    crops = exported.results["resnet50"].built.eval_inputs["pixel_values"]
+    photos = np.concatenate([crops] * (16 // len(crops) + 1))[:16]
+    clients: list[ModelClient] = []
 
-    def infer_batch(_: int) -> np.ndarray:
-        with ModelClient("resnet50", url=server.grpc_url, protocol="grpc") as client:
-            return client.infer({"pixel_values": photos}, outputs=["probabilities"])[
-                "probabilities"
-            ]
+    def infer(client: ModelClient, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        result = client.infer({"pixel_values": rows}, outputs=["probabilities"])
+        return result["probabilities"], time.monotonic()
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(infer_batch, i) for i in range(4)]
-        time.sleep(0.5)  # the requests are queued or running when the signal arrives
-        code = stop_maas_serve(server)
-        results = [future.result(timeout=60) for future in futures]
+    try:
+        for _ in range(REQUESTS):  # connected, metadata read: only the request is sent later
+            clients.append(ModelClient("resnet50", url=server.grpc_url, protocol="grpc"))
+            infer(clients[-1], photos[:1])
+        deadline = time.monotonic() + 10
+        while (before := request_counts(server, "resnet50")).succeeded < REQUESTS:
+            assert time.monotonic() < deadline, before  # counted just after the answer
+            time.sleep(0.01)
+        with ThreadPoolExecutor(max_workers=REQUESTS) as pool:
+            futures = [pool.submit(infer, client, photos) for client in clients]
+            # Wait for the server's own counts, not a guess: every request but the one it may
+            # be running is queued or answered, and some are still queued.
+            deadline = time.monotonic() + 60
+            while True:
+                counts = request_counts(server, "resnet50")
+                at_server = counts.pending + counts.succeeded - before.succeeded
+                if counts.pending >= QUEUED and at_server >= REQUESTS - 1:
+                    break
+                assert at_server < REQUESTS - 1, f"the queue drained before all arrived: {counts}"
+                assert time.monotonic() < deadline, f"never all at the server: {counts}"
+                assert not all(f.done() for f in futures), f"answered before queued: {counts}"
+                time.sleep(0.002)
+            signalled = time.monotonic()
+            code = stop_maas_serve(server)
+            results = [future.result(timeout=60) for future in futures]
+    finally:
+        for client in clients:
+            client.close()
+        if server.process.poll() is None:
+            stop_maas_serve(server)
     assert code == 0, server.log.read_text()
-    assert all(result.shape == (8, 1000) for result in results)
+    # the queued ones were answered after the signal, and every one was answered right
+    assert sum(done > signalled for _, done in results) >= counts.pending >= QUEUED
+    for rows, _ in results:
+        assert rows.shape == (16, 1000)
+        np.testing.assert_allclose(rows, results[0][0], atol=1e-5)  # same photos
     assert not server.is_ready()

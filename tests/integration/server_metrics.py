@@ -1,0 +1,45 @@
+"""What the server itself reports, read while a test runs: proof rather than guesses."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from dataclasses import dataclass
+
+from tests.conftest import RunningServer
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """One reading of a model's request counters from Triton's metrics."""
+
+    pending: int  # arrived, not yet handed to the model by the batcher
+    succeeded: int  # answered
+
+
+def model_metric(text: str, metric: str, model: str) -> int:
+    """A Prometheus metric of one model (summed over its versions) from a metrics page."""
+    pattern = rf'^{metric}{{[^}}]*model="{model}"[^}}]*}} (\S+)$'
+    found = re.findall(pattern, text, flags=re.MULTILINE)
+    assert found, f"no {metric} for {model} in the metrics:\n{text}"
+    return sum(int(float(value)) for value in found)
+
+
+def request_counts(server: RunningServer, model: str) -> RequestCounts:
+    """Pending and answered requests of model, from one metrics page.
+
+    Triton counts a request as pending from its arrival until the batcher hands it to the model,
+    and as a success once answered: no request is in both at once.
+    """
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return RequestCounts(
+        model_metric(text, "nv_inference_pending_request_count", model),
+        model_metric(text, "nv_inference_request_success", model),
+    )
+
+
+def pending_requests(server: RunningServer, model: str) -> int:
+    """Requests Triton holds for model and has not started."""
+    return request_counts(server, model).pending
