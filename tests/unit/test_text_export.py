@@ -10,7 +10,7 @@ import pytest
 from maas.export.spec import TextPreprocessing
 from maas.export.text import hf_text_spec
 
-README_CAP = 512  # "... else what the model and tokenizer allow (at most 512)"
+README_CAP = 512  # "either way at most 512 tokens"
 
 
 def max_length(folder: Path) -> int:
