@@ -1,7 +1,6 @@
 """Clients for models served by Triton: generic tensors, image classification, text models."""
 
-from .aio import AsyncModelClient
-from .errors import (
+from maas.base.errors import (
     ClientError,
     InferenceFailedError,
     InferenceTimeoutError,
@@ -9,8 +8,10 @@ from .errors import (
     ModelNotFoundError,
     ServerOverloadedError,
     ServerUnavailableError,
-    map_error,
 )
+
+from .aio import AsyncModelClient
+from .errors import map_error
 from .image import AsyncImageClassifier, Classification, ImageClassifier, parse_classification
 from .info import ModelInfo, TensorInfo
 from .retry import NO_RETRIES, RetryPolicy

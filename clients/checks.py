@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-from .errors import InferenceFailedError, InvalidInputError
+from maas.base.errors import InferenceFailedError, InvalidInputError
+
 from .info import Array, ModelInfo, TensorInfo
 from .transport import Protocol, tensor_module
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from maas.base.errors import InferenceFailedError, InvalidInputError
+
 from .aio import AsyncModelClient
-from .errors import InferenceFailedError, InvalidInputError
 from .info import Array, ModelInfo
 from .sync import ModelClient
 

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Literal, NoReturn, TypeVar
 
-from .errors import InferenceTimeoutError, ServerUnavailableError, map_error
+from maas.base.errors import InferenceTimeoutError, ServerUnavailableError
+
+from .errors import map_error
 from .info import ModelInfo
 from .retry import RetryPolicy
 from .transport import ClientOptions, Protocol, call_kwargs, json_kwargs

@@ -1,4 +1,4 @@
-"""Errors the Triton clients raise, and the one place that maps transport errors onto them."""
+"""The one place that maps transport errors onto the client errors of `maas.base.errors`."""
 
 from __future__ import annotations
 
@@ -17,17 +17,6 @@ from maas.base.errors import (
     ServerOverloadedError,
     ServerUnavailableError,
 )
-
-__all__ = [
-    "ClientError",
-    "InferenceFailedError",
-    "InferenceTimeoutError",
-    "InvalidInputError",
-    "ModelNotFoundError",
-    "ServerOverloadedError",
-    "ServerUnavailableError",
-    "map_error",
-]
 
 
 def _optional_types(*names: tuple[str, str]) -> tuple[type[BaseException], ...]:

@@ -9,6 +9,8 @@ from typing import Literal
 
 import numpy as np
 
+from maas.base.errors import InvalidInputError
+
 from . import common
 from .checks import check_top_k
 from .common import (
@@ -21,7 +23,6 @@ from .common import (
     parse_classification,
     single_input,
 )
-from .errors import InvalidInputError
 from .info import Array, ModelInfo, takes_bytes_input
 from .routing import IMAGE_COMPANION, AsyncRoutedClient, RoutedClient
 

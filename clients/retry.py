@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import ServerUnavailableError
+from maas.base.errors import ServerUnavailableError
 
 T = TypeVar("T")
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Literal, TypeVar
 
+from maas.base.errors import ModelNotFoundError
 from maas.base.triton.names import IMAGE, TEXT, Companions, RawKind
 
 from .aio import AsyncModelClient
 from .core import AsyncClosable, Closable
-from .errors import ModelNotFoundError
 from .info import ModelInfo, takes_bytes_input
 from .retry import RetryPolicy
 from .sync import ModelClient

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from maas.base.errors import InvalidInputError
+
 from .checks import check_top_k
 from .common import (
     Classification,
@@ -21,7 +23,6 @@ from .common import (
     single_input,
     split_rows,
 )
-from .errors import InvalidInputError
 from .info import Array, ModelInfo
 from .routing import TEXT_COMPANION, AsyncRoutedClient, RoutedClient
 

@@ -16,10 +16,10 @@ import tritonclient.grpc.aio as grpcaio
 import tritonclient.http as httpclient
 import tritonclient.http.aio as httpaio
 
+from maas.base.errors import ClientError
 from maas.base.triton import endpoints
 from maas.base.triton.endpoints import Protocol as Protocol  # re-exported: the clients' own name
 
-from .errors import ClientError
 from .retry import DEFAULT_RETRY, RetryPolicy
 
 # Ping an idle gRPC connection every 30 s (10 s to answer) so NAT and load balancers keep it and

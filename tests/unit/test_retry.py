@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import pytest
 
+from maas.base.errors import ServerUnavailableError
 from maas.clients import InvalidInputError, RetryPolicy, ServerOverloadedError
 from maas.clients import retry as retry_module
-from maas.clients.errors import ServerUnavailableError
 from maas.clients.retry import retrying, retrying_async
 
 

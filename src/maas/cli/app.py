@@ -36,18 +36,22 @@ def main() -> None:
 
 
 # In the order `maas --help` lists them.
-app.command("export")(export_command)
-app.command("serve")(serve_command)
-app.command("front")(front_command)
-app.command("infer")(infer_command)
-app.command("bench")(bench_command)
-app.command("bench-suite")(bench_suite_command)
-app.command("bench-front")(bench_front_command)
-app.command("soak")(soak_command)
-app.command("bench-padding")(bench_padding_command)
-app.command("bench-targets")(bench_targets_command)
-app.command("doctor")(doctor_command)
-app.command("demo")(demo_command)
+COMMANDS = (
+    ("export", export_command),
+    ("serve", serve_command),
+    ("front", front_command),
+    ("infer", infer_command),
+    ("bench", bench_command),
+    ("bench-suite", bench_suite_command),
+    ("bench-front", bench_front_command),
+    ("soak", soak_command),
+    ("bench-padding", bench_padding_command),
+    ("bench-targets", bench_targets_command),
+    ("doctor", doctor_command),
+    ("demo", demo_command),
+)
+for name, command in COMMANDS:
+    app.command(name)(command)
 
 if __name__ == "__main__":
     app()
