@@ -79,13 +79,13 @@ def pipeline(repository: ModelRepository, model: str) -> tuple[str, Callable[[],
         encoded = workload.requests[0][RAW_IMAGE_INPUT]
 
         def image_call() -> object:
-            return served.run([{input_name: preprocess(encoded)}])
+            return served.run([{input_name: preprocess(encoded)}])[0]
 
         return f"decode + {IMAGE.prepare(classifier)} + {classifier} in-process", image_call
     if workload.kind in ("image-tensor", "text-tensor"):
         served = ServedModelRunner.for_repository(repository, model)
         feed = workload.requests[0]
-        return f"{model} artifact in-process", lambda: served.run([feed])
+        return f"{model} artifact in-process", lambda: served.run([feed])[0]
     raise BaselineError(f"no in-process pipeline for {model!r} ({workload.kind} inputs)")
 
 

@@ -1,4 +1,4 @@
-"""What the HTTP front costs: the same load through nginx and straight to Triton's loopback port.
+"""What the gateway costs over HTTP: the same load through HAProxy and straight to Triton.
 
 One `maas serve` stack; each case runs its two routes alternately, several rounds, so both
 see the same machine state; the report gives medians and their ratio. Each case is judged on
@@ -20,7 +20,7 @@ from maas.benchmarks.fingerprint import fingerprint, render
 from maas.benchmarks.load_test import LevelResult
 from maas.benchmarks.report import markdown_table, write_pair
 from maas.serve import local_options, serve
-from maas.serve.front import Nginx
+from maas.serve.gateway import HAProxy
 from maas.serve.stack import ServingStack
 
 log = logging.getLogger(__name__)
@@ -139,10 +139,10 @@ def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStac
 
 def run_front_overhead(options: FrontBenchOptions) -> tuple[list[FrontResult], dict[str, object]]:
     """Start a stack with the front and measure every case."""
-    Nginx.locate()  # without nginx there is nothing to measure: say so before starting Triton
+    HAProxy.locate()  # without HAProxy there is nothing to measure: say so before starting Triton
     with serve(local_options(options.repository)) as stack:
-        if stack.front is None:
-            raise BenchError(f"no HTTP front to measure: {stack.front_problem}")
+        if stack.gateway is None:
+            raise BenchError("no gateway to measure")
         print_ = fingerprint(stack.triton.http_url)
         results = [measure_case(options, case, stack) for case in CASES]
     return results, print_
@@ -170,7 +170,7 @@ def report_markdown(results: list[FrontResult], options: FrontBenchOptions, prin
          "front p50 ms", "p50 added ms", "failed", "goal"),
         rows,
     )  # fmt: skip
-    return f"""# HTTP front overhead (nginx + Lua checks vs Triton's HTTP port directly)
+    return f"""# Gateway overhead over HTTP (HAProxy + Lua checks vs Triton's HTTP port directly)
 
 Same server, same load generator (Locust, `tritonclient.http`, binary tensors); each case ran
 its two routes alternately, {options.rounds} rounds of {options.duration_s:.0f} s each
@@ -180,7 +180,7 @@ against the model's config (`maas_front.lua`) before Triton saw it.
 {table}
 
 Each case is judged on what it shows: one user on the median latency the front adds,
-saturation on throughput (on these two cores nginx's CPU is taken from Triton's). One user's
+saturation on throughput (on these two cores the gateway's CPU is taken from Triton's). One user's
 requests per second are set by rare 500 ms holds in Triton 2.51's dynamic batcher (a lost
 wake-up once a queue policy is configured; see the README's Numbers), seen on both routes and
 more often through the front; they do not move the median.

@@ -2,7 +2,7 @@
 
 Workers call the models round-robin (real inputs from `workloads`, no retries, so every failure
 counts); a sampler records per window the requests, failures, p50/p99, the server's resident
-memory (tritonserver with its Python stubs, and the nginx front) and /dev/shm. The report says
+memory (tritonserver with its Python stubs, and the gateway) and /dev/shm. The report says
 whether anything failed, how p99 drifted and whether memory stayed flat, with a plot.
 """
 
@@ -127,13 +127,13 @@ def process_tree_rss(pid: int) -> float:
 
 
 def front_master(pid: int) -> int:
-    """The nginx master process, from any of its processes (workers own the listening sockets)."""
+    """The gateway's main process, from any of its processes (a parent of the same name)."""
     import psutil
 
     try:
         process = psutil.Process(pid)
         parent = process.parent()
-        if parent is not None and parent.name() == process.name() == "nginx":
+        if parent is not None and parent.name() == process.name():
             return int(parent.pid)
     except psutil.Error:
         return 0
@@ -317,7 +317,7 @@ def plot_soak(result: SoakResult, path: Path) -> None:
     latency.set_ylabel("latency per window (ms)")
     latency.legend()
     memory.plot(minutes, [s.triton_rss_mib for s in samples], label="tritonserver + stubs")
-    memory.plot(minutes, [s.front_rss_mib for s in samples], label="nginx front")
+    memory.plot(minutes, [s.front_rss_mib for s in samples], label="gateway")
     memory.set_ylabel("resident memory (MiB)")
     memory.legend()
     shm.plot(minutes, [s.shm_used_mib for s in samples])
@@ -371,7 +371,7 @@ def soak_markdown(result: SoakResult, command: str) -> str:
     failures = "\n".join(f"- {line}" for line in result.failures[:20]) or "none"
     return f"""# Soak: {options.duration_s / 60:.1f} minutes of mixed traffic
 
-`{command}`: {options.users} workers calling every model over HTTP (through the front) and gRPC
+`{command}`: {options.users} workers calling every model over HTTP and gRPC (through the gateway)
 in turn, no retries; {result.requests} calls ({rate:.1f}/s); samples every
 {options.interval_s:.0f} s.
 

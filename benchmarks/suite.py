@@ -103,7 +103,7 @@ def run_suite(options: SuiteOptions) -> tuple[SuiteResult, dict[str, object]]:
     with tempfile.TemporaryDirectory(prefix="maas-suite-") as scratch:
         # Triton's own HTTP port, no front: these numbers are the server's, not the proxy's.
         stack = local_options(
-            options.repository, front=False, workdir=Path(scratch), exit_timeout_s=5
+            options.repository, gateway=False, workdir=Path(scratch), exit_timeout_s=5
         )
         with serve(stack) as server:
             print_ = fingerprint(server.http_url)

@@ -107,7 +107,7 @@ def measure_strategy(
     with tempfile.TemporaryDirectory(prefix="maas-padding-") as workdir:
         options = local_options(
             repository,
-            front=False,
+            gateway=False,
             workdir=Path(workdir),
             exit_timeout_s=5,
             padding_strategy=strategy,

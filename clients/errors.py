@@ -55,7 +55,9 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (Exception, *_TIMEOUT_TYPES)
 _NOT_FOUND_STATUSES = frozenset({"404", "StatusCode.NOT_FOUND"})
 _INVALID_STATUSES = frozenset({"400", "StatusCode.INVALID_ARGUMENT"})
 _UNAVAILABLE_STATUSES = frozenset({"502", "503", "StatusCode.UNAVAILABLE"})
-OVERLOAD_MESSAGE = "exceeds maximum queue size"  # Triton's words when a model's queue is full
+# The gateway's words when a model is at its admission limit, and Triton's own when a model's
+# queue policy is full (a repository served by Triton without maas's gateway).
+OVERLOAD_MESSAGES = ("is at its limit of", "exceeds maximum queue size")
 _TIMEOUT_STATUSES = frozenset({"408", "504", "StatusCode.DEADLINE_EXCEEDED"})
 
 
@@ -77,7 +79,7 @@ def _class_for_status(status: str | None, message: str) -> type[ClientError]:
     if status in _INVALID_STATUSES:
         return InvalidInputError
     if status in _UNAVAILABLE_STATUSES:
-        overloaded = OVERLOAD_MESSAGE in message.lower()
+        overloaded = any(words in message.lower() for words in OVERLOAD_MESSAGES)
         return ServerOverloadedError if overloaded else ServerUnavailableError
     if status in _TIMEOUT_STATUSES:
         return InferenceTimeoutError

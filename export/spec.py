@@ -115,14 +115,6 @@ class Batching:
     # saturation, where requests queue behind the running batch anyway.
     max_queue_delay_us: int = 0
     instance_count: int = 1
-    # Requests that may wait; beyond it Triton sheds load at once with 503 / UNAVAILABLE
-    # ("exceeds maximum queue size"), which clients may retry, instead of letting latency grow
-    # without bound. 0: four full batches.
-    max_queue_size: int = 0
-
-    def queue_limit(self) -> int:
-        """The queue size Triton enforces."""
-        return self.max_queue_size or 4 * self.max_batch_size
 
 
 @dataclass

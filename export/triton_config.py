@@ -59,11 +59,9 @@ def apply_batching(config: mc.ModelConfig, batching: Batching) -> None:
     config.max_batch_size = batching.max_batch_size
     config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
     config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
-    # Rejected, not queued, beyond the limit; a request's own timeout may shorten its wait.
-    policy = config.dynamic_batching.default_queue_policy
-    policy.timeout_action = mc.ModelQueuePolicy.REJECT
-    policy.allow_timeout_override = True
-    policy.max_queue_size = batching.queue_limit()
+    # No default_queue_policy: any queue size or timeout in it turns Triton's payload prefetching
+    # off, and then its batcher can lose a wake-up and hold a request 500 ms (scheduler_utils.cc,
+    # dynamic_batch_scheduler.cc). Bounds, shedding and deadlines are the gateway's.
     config.instance_group.append(
         mc.ModelInstanceGroup(count=batching.instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
     )

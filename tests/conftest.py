@@ -49,6 +49,7 @@ class RunningServer:
     grpc_url: str
     metrics_port: int
     log: Path
+    gateway_metrics_port: int = 0
 
     def url(self, protocol: Protocol) -> str:
         return self.http_url if protocol == "http" else self.grpc_url
@@ -108,18 +109,24 @@ def start_maas_serve(
 ) -> RunningServer:
     """Start `maas serve` as a user would, on free ports, and wait until it is ready."""
     http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
+    gateway_metrics_port = free_port()
     log = workdir / "maas-serve.out"
     command = [
         sys.executable, "-m", "maas.cli", "serve",
         "--repository", str(repository),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-        "--metrics-port", str(metrics_port),
+        "--metrics-port", str(metrics_port), "--gateway-metrics-port", str(gateway_metrics_port),
         "--workdir", str(workdir), "--exit-timeout", str(exit_timeout), *extra_args,
     ]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True)
     server = RunningServer(
-        process, f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", metrics_port, log
+        process,
+        f"127.0.0.1:{http_port}",
+        f"127.0.0.1:{grpc_port}",
+        metrics_port,
+        log,
+        gateway_metrics_port,
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not server.is_ready():

@@ -17,16 +17,6 @@ if ! ldconfig -p 2>/dev/null | grep -q "libpython${version}.so.1.0"; then
   fi
 fi
 
-# maas serve's public HTTP endpoint is nginx with its Lua module (Debian packages).
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing nginx with its Lua module for the HTTP front"
-    apt-get update -qq && apt-get install -y -qq nginx-light libnginx-mod-http-lua lua-cjson >/dev/null
-  else
-    echo "warning: nginx's Lua module not found; install it (apt-get install nginx-light libnginx-mod-http-lua lua-cjson)" >&2
-  fi
-fi
-
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # strict editable mode links the mapped folders into one static tree that mypy can read too

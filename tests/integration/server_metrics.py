@@ -43,3 +43,14 @@ def request_counts(server: RunningServer, model: str) -> RequestCounts:
 def pending_requests(server: RunningServer, model: str) -> int:
     """Requests Triton holds for model and has not started."""
     return request_counts(server, model).pending
+
+
+def gateway_requests(server: RunningServer, backend: str) -> int:
+    """Requests the gateway holds for one backend right now: queued there or at Triton."""
+    url = f"http://127.0.0.1:{server.gateway_metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    pattern = rf'^haproxy_backend_current_(?:sessions|queue){{proxy="{backend}"}} (\S+)$'
+    found = re.findall(pattern, text, flags=re.MULTILINE)
+    assert len(found) == 2, f"no gateway counts for {backend}:\n{text[:2000]}"
+    return sum(int(float(value)) for value in found)

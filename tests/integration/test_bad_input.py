@@ -51,7 +51,7 @@ def expect_invalid(
         assert fragment in str(error.value.message()), error.value.message()
 
 
-# Over HTTP the front answers (naming what was expected); over gRPC Triton itself does.
+# Over HTTP the gateway answers (naming what was expected); over gRPC Triton itself does.
 def by_protocol(protocol: Protocol, http: str, grpc: str) -> str:
     return http if protocol == "http" else grpc
 

@@ -24,7 +24,7 @@ from tests.fuzz import HttpCase, Model, grpc_requests, http_cases
 
 CASES = 2500
 FUZZED = ("digits_cnn", "digits_cnn_image", "resnet50", "minilm", "minilm_text")
-OVERLOAD = "Exceeds maximum queue size"
+OVERLOAD = "is at its limit of"  # the gateway sheds a model at its admission limit
 CLIENT_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
@@ -75,7 +75,7 @@ def send(url: str, case: HttpCase) -> tuple[int, str]:
         reply = connection.getresponse()
         text = reply.read().decode(errors="replace")
     except (ConnectionResetError, BrokenPipeError) as closed:
-        # nginx answers 413 as soon as it reads Content-Length and closes while we still send.
+        # The gateway answers 413 as soon as it reads Content-Length and closes while we send.
         return (413, "closed while sending") if case.kind == "oversized" else (0, repr(closed))
     finally:
         connection.close()

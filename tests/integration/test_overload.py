@@ -17,7 +17,7 @@ from maas.clients import (
     Protocol,
     ServerOverloadedError,
 )
-from maas.export.registry import get_spec
+from maas.serve.gateway_config import ModelLimit
 from tests.conftest import Exported, RunningServer
 
 DEADLINE_S = 60.0
@@ -44,9 +44,11 @@ def inputs_for(model: str, exported: Exported) -> dict[str, np.ndarray]:
 def test_overload_is_shed_promptly_with_a_retryable_error_and_the_server_stays_ready(
     server: RunningServer, exported: Exported, protocol: Protocol, model: str
 ) -> None:
-    queue = get_spec("resnet50").batching.queue_limit()
+    config = exported.repository.read_config(model)
+    limit = ModelLimit.for_config(config)
+    queue = limit.max_in_flight + limit.max_queue  # what the gateway admits at once
     inputs = inputs_for(model, exported)
-    count = 6 * queue  # far past what can wait: the queue plus one running batch
+    count = 6 * queue  # far past what can wait: in flight plus the queue
     began = time.monotonic()
     outcomes = asyncio.run(flood(model, server.url(protocol), protocol, inputs, count))
     elapsed = time.monotonic() - began
@@ -63,7 +65,7 @@ def test_overload_is_shed_promptly_with_a_retryable_error_and_the_server_stays_r
     assert elapsed < DEADLINE_S  # nothing hung until the client deadline
     error = shed[0]
     assert isinstance(error, ClientError)
-    assert "exceeds maximum queue size" in str(error).lower() and model in str(error)
+    assert f"model '{model}' is at its limit of {limit.describe()}" in str(error)
     assert error.status in ("503", "StatusCode.UNAVAILABLE")
     assert all(o["probabilities"].shape == (1, 1000) for o in served)
     assert server.is_ready()

@@ -81,7 +81,7 @@ def test_server_rejects_wrong_dtype_for_text_input(
         client.close()
     assert error.value.status() == INVALID[protocol]
     expected = "datatype FP32; expected BYTES" if protocol == "http" else "expects 'BYTES'"
-    assert expected in str(error.value.message())  # the front answers HTTP, Triton gRPC
+    assert expected in str(error.value.message())  # the gateway answers HTTP, Triton gRPC
     assert server.is_ready()
 
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from maas.cli import app
-from maas.serve.front import NGINX_ENV
+from maas.serve.gateway import HAPROXY_ENV
 from tests.tiny_bert import LABELS, make_tiny_bert
 
 runner = CliRunner()
@@ -86,16 +86,18 @@ def test_export_hf_needs_a_name(tmp_path: Path) -> None:
     assert "give --name" in result.output
 
 
-def test_bench_front_without_nginx_fails_with_one_line_before_starting_a_server(
+def test_bench_front_without_haproxy_fails_with_one_line_before_starting_a_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    missing = tmp_path / "no-nginx"
-    monkeypatch.setenv(NGINX_ENV, str(missing))
+    missing = tmp_path / "no-haproxy"
+    monkeypatch.setenv(HAPROXY_ENV, str(missing))
     result = runner.invoke(
         app, ["bench-front", "--repository", str(tmp_path), "--out", str(tmp_path / "out")]
     )
     assert result.exit_code == 1
-    assert result.output.splitlines() == [f"error: {NGINX_ENV}={missing} is not an executable file"]
+    assert result.output.splitlines() == [
+        f"error: {HAPROXY_ENV}={missing} is not an executable file"
+    ]
     assert not (tmp_path / "out").exists()
 
 

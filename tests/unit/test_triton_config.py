@@ -26,10 +26,8 @@ def test_model_config_round_trips_through_the_proto(name: str, tmp_path: Path) -
         spec.batching.preferred_batch_sizes
     )
     assert parsed.dynamic_batching.max_queue_delay_microseconds == spec.batching.max_queue_delay_us
-    policy = parsed.dynamic_batching.default_queue_policy
-    assert policy.max_queue_size == spec.batching.queue_limit() > 0
-    assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
-    assert policy.allow_timeout_override
+    # No queue policy: it would turn Triton's prefetching off and bring back the 500 ms holds.
+    assert not parsed.dynamic_batching.HasField("default_queue_policy")
     assert parsed.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert [(i.name, tuple(i.dims)) for i in parsed.input] == [
         (t.name, t.dims) for t in spec.inputs

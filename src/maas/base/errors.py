@@ -52,7 +52,7 @@ class ServerDependencyError(ServerError):
 
 
 class FrontUnavailableError(ServerDependencyError):
-    """nginx or its Lua module is not installed, or cannot run here."""
+    """The gateway (HAProxy) is not installed, or cannot run here."""
 
 
 class RuntimeUnavailableError(MaasError):

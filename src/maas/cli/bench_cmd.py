@@ -123,7 +123,7 @@ def bench_front_command(
     warmup: RunWarmupOption = 2.0,
     repository: RepositoryOption = DEFAULT_REPOSITORY,
 ) -> None:
-    """What the HTTP front costs: the same load through nginx and straight to Triton."""
+    """What the gateway costs over HTTP: the same load through it and straight to Triton."""
     from maas.benchmarks.front_overhead import (
         FrontBenchOptions,
         run_front_overhead,

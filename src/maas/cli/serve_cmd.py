@@ -1,4 +1,4 @@
-"""`maas serve` (Triton behind its HTTP front, kept up) and `maas front` (the front alone)."""
+"""`maas serve` (Triton behind its gateway, kept up) and `maas front` (a front alone)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import typer
 from maas.base.errors import ServerError
 from maas.serve import StackOptions, serve
 from maas.serve.embedded import ServerOptions
-from maas.serve.front import FrontOptions, HttpFront
+from maas.serve.gateway import Gateway
+from maas.serve.gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, ModelLimit
 
 from .common import (
     DEFAULT_REPOSITORY,
@@ -45,28 +46,38 @@ ControlKeyOption = Annotated[
         "key in the maas-control-key header; off when not given.",
     ),
 ]
-UnprotectedOption = Annotated[
-    bool,
+GatewayMetricsOption = Annotated[int, typer.Option(help="The gateway's Prometheus metrics port.")]
+MaxWaitOption = Annotated[
+    int, typer.Option(min=1, help="Longest a request waits for its model before a 503, ms.")
+]
+LimitOption = Annotated[
+    list[str] | None,
     typer.Option(
-        help="Where nginx is missing, serve Triton's own HTTP port publicly anyway "
-        "(one malformed request can crash it); otherwise HTTP stays on loopback."
+        "--limit",
+        help="Per-model admission, MODEL=IN_FLIGHT[:QUEUE[:WAIT_MS]] (repeatable); default "
+        "from the model's config: instances × max_batch_size in flight, as many waiting.",
     ),
 ]
 ServeBodyOption = Annotated[
-    float, typer.Option(min=1, help="Largest HTTP request body the front lets through.")
+    float, typer.Option(min=1, help="Largest HTTP request body the gateway lets through.")
 ]
 TlsCertOption = Annotated[
-    Path | None, typer.Option(help="PEM certificate: gRPC serves TLS only (with --tls-key).")
+    Path | None,
+    typer.Option(help="PEM certificate: gRPC serves TLS only (with --tls-key)."),
 ]
 TlsKeyOption = Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")]
 UpstreamOption = Annotated[
     str, typer.Option(help="host:port of the Triton HTTP endpoint to guard.")
 ]
+UpstreamGrpcOption = Annotated[
+    str, typer.Option(help="host:port of the same Triton's gRPC endpoint.")
+]
 FrontPortOption = Annotated[int, typer.Option(help="Public HTTP port.")]
+FrontGrpcPortOption = Annotated[int, typer.Option(help="Public gRPC port.")]
 FrontBodyOption = Annotated[
     float, typer.Option(min=1, help="Largest HTTP request body let through.")
 ]
-FrontWorkdirOption = Annotated[Path | None, typer.Option(help="Where nginx.conf and logs go.")]
+FrontWorkdirOption = Annotated[Path | None, typer.Option(help="Where haproxy.cfg and logs go.")]
 
 
 def serve_command(
@@ -80,14 +91,16 @@ def serve_command(
     exit_timeout: ExitTimeoutOption = 30,
     padding: PaddingOption = "buckets",
     control_key: ControlKeyOption = "",
-    allow_unprotected_http: UnprotectedOption = False,
+    gateway_metrics_port: GatewayMetricsOption = 8003,
+    max_wait_ms: MaxWaitOption = DEFAULT_MAX_WAIT_MS,
+    limit: LimitOption = None,
     max_body_mb: ServeBodyOption = 32,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
 ) -> None:
-    """Run the real tritonserver behind its HTTP front until Ctrl-C or SIGTERM.
+    """Run the real tritonserver behind the gateway until Ctrl-C or SIGTERM.
 
-    If tritonserver dies it is restarted with backoff; readiness is false meanwhile.
+    If tritonserver or the gateway dies it is restarted with backoff; readiness is false meanwhile.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with user_errors():
@@ -108,10 +121,30 @@ def serve_command(
         run_stack(
             StackOptions(
                 server,
-                allow_unprotected_http=allow_unprotected_http,
+                gateway_metrics_port=gateway_metrics_port,
                 max_body_bytes=int(max_body_mb * MiB),
+                max_wait_ms=max_wait_ms,
+                limits=parse_limits(limit or [], max_wait_ms),
             )
         )
+
+
+def parse_limits(specs: list[str], max_wait_ms: int) -> dict[str, ModelLimit]:
+    """MODEL=IN_FLIGHT[:QUEUE[:WAIT_MS]] → limits; the queue defaults to IN_FLIGHT."""
+    limits = {}
+    for spec in specs:
+        model, _, numbers = spec.partition("=")
+        parts = numbers.split(":")
+        if not model or not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+            raise typer.BadParameter(
+                f"--limit must be MODEL=IN_FLIGHT[:QUEUE[:WAIT_MS]], got {spec!r}"
+            )
+        values = [int(p) for p in parts]
+        in_flight = values[0]
+        queue = values[1] if len(values) > 1 else in_flight
+        wait = values[2] if len(values) > 2 else max_wait_ms
+        limits[model] = ModelLimit(in_flight, queue, wait)
+    return limits
 
 
 def run_stack(options: StackOptions) -> None:
@@ -124,6 +157,8 @@ def run_stack(options: StackOptions) -> None:
         typer.echo(
             f"HTTP    {server.http_url}\ngRPC    {server.grpc_url}\nmetrics {server.metrics_url}"
         )
+        if server.gateway_metrics_url:
+            typer.echo(f"gateway metrics {server.gateway_metrics_url}")
         typer.echo(f"HTTP is guarded by: {server.http_protection}")
         typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
         while not stopping.wait(0.5):
@@ -133,29 +168,49 @@ def run_stack(options: StackOptions) -> None:
 
 def front_command(
     upstream: UpstreamOption,
+    upstream_grpc: UpstreamGrpcOption,
     host: HostOption = "127.0.0.1",
     port: FrontPortOption = 8080,
+    grpc_port: FrontGrpcPortOption = 8081,
+    metrics_port: GatewayMetricsOption = 8083,
     max_body_mb: FrontBodyOption = 32,
+    limit: LimitOption = None,
+    max_wait_ms: MaxWaitOption = DEFAULT_MAX_WAIT_MS,
     workdir: FrontWorkdirOption = None,
 ) -> None:
-    """Run only the hardened HTTP front, before any Triton (e.g. NVIDIA's container)."""
+    """Run only the gateway, before any Triton (e.g. NVIDIA's container)."""
     with user_errors():
-        upstream_host, _, upstream_port = upstream.rpartition(":")
-        if not upstream_host or not upstream_port.isdigit():
-            raise typer.BadParameter(f"--upstream must be host:port, got {upstream!r}")
-        options = FrontOptions(
+        http_host, http_port = split_address(upstream, "--upstream")
+        grpc_host, grpc_port_upstream = split_address(upstream_grpc, "--upstream-grpc")
+        if http_host != grpc_host:
+            raise typer.BadParameter("--upstream and --upstream-grpc must name the same host")
+        options = GatewayOptions(
             host=host,
-            port=port,
-            upstream_port=int(upstream_port),
-            upstream_host=upstream_host,
+            http_port=port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            upstream_http_port=http_port,
+            upstream_grpc_port=grpc_port_upstream,
+            upstream_host=http_host,
+            limits=parse_limits(limit or [], max_wait_ms),
             max_body_bytes=int(max_body_mb * MiB),
         )
         with tempfile.TemporaryDirectory(prefix="maas-front-") as scratch:
-            front = HttpFront(options, workdir or Path(scratch))
+            gateway = Gateway(options, workdir or Path(scratch))
             stopping = stop_requested()
-            front.start()
-            typer.echo(f"front   {host}:{port} → {upstream}\nconfig  {front.config_path}")
-            while not stopping.wait(0.5):
-                if front.returncode is not None:
-                    raise ServerError(f"nginx exited:\n{front.log_tail()}")
-            front.stop()
+            with gateway:
+                typer.echo(
+                    f"HTTP    {host}:{port} → {upstream}\ngRPC    {host}:{grpc_port} → "
+                    f"{upstream_grpc}\nconfig  {gateway.config_path}"
+                )
+                while not stopping.wait(0.5):
+                    if gateway.returncode is not None:
+                        raise ServerError(f"the gateway exited:\n{gateway.log_tail()}")
+
+
+def split_address(address: str, option: str) -> tuple[str, int]:
+    """host:port → (host, port), or a usage error naming the option."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter(f"{option} must be host:port, got {address!r}")
+    return host, int(port)

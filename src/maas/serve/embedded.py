@@ -59,7 +59,8 @@ class ServerOptions:
     # Empty: model control off (the repository is served as it was at start). Set: models can be
     # loaded and unloaded over the API, by requests carrying this key in CONTROL_HEADER only.
     control_key: str = ""
-    http_host: str = ""  # where Triton's HTTP port binds; host if empty (loopback behind a front)
+    http_host: str = ""  # where Triton's HTTP port binds; host if empty (loopback behind a gateway)
+    grpc_host: str = ""  # where Triton's gRPC port binds; host if empty
     # PEM files: both given, gRPC serves TLS only (clients need the CA: tls_root_cert).
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -141,6 +142,11 @@ class EmbeddedServer(Service):
         return self.options.http_host or self.options.host
 
     @property
+    def grpc_host(self) -> str:
+        """The address Triton's gRPC port binds."""
+        return self.options.grpc_host or self.options.host
+
+    @property
     def http_url(self) -> str:
         """host:port of the HTTP/REST endpoint."""
         return f"{self.http_host}:{self.options.http_port}"
@@ -148,7 +154,7 @@ class EmbeddedServer(Service):
     @property
     def grpc_url(self) -> str:
         """host:port of the gRPC endpoint."""
-        return f"{self.options.host}:{self.options.grpc_port}"
+        return f"{self.grpc_host}:{self.options.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
@@ -187,7 +193,7 @@ class EmbeddedServer(Service):
         options = self.options
         for label, host, port in (
             ("HTTP", self.http_host, options.http_port),
-            ("gRPC", options.host, options.grpc_port),
+            ("gRPC", self.grpc_host, options.grpc_port),
             ("metrics", options.host, options.metrics_port),
         ):
             if not port_is_free(host, port):
@@ -227,7 +233,7 @@ class EmbeddedServer(Service):
             f"--cache-directory={self.workdir / 'cache'}",
             f"--http-address={self.http_host}",
             f"--http-port={options.http_port}",
-            f"--grpc-address={options.host}",
+            f"--grpc-address={self.grpc_host}",
             f"--grpc-port={options.grpc_port}",
             f"--metrics-address={options.host}",
             f"--metrics-port={options.metrics_port}",

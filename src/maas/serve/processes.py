@@ -1,4 +1,4 @@
-"""Starting and ending what the server runs (tritonserver, nginx) as context managers."""
+"""Starting and ending what the server runs (tritonserver, the gateway) as context managers."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ with the same name, inputs, outputs, batching and instance groups, running the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from maas.base.errors import RepositoryError, ServerError
@@ -27,6 +27,7 @@ class ServedModel:
     name: str
     backend: str  # the backend its config names
     served_by: str  # "native" or "python adapter"
+    config: ModelConfig = field(default_factory=ModelConfig, compare=False, repr=False)
 
 
 def build_serving_repository(
@@ -58,11 +59,11 @@ def serve_model(
     backend = backend_of(config)
     if backend in NATIVE:
         (target / name).symlink_to(canonical.model_dir(name).resolve(), target_is_directory=True)
-        return ServedModel(name, backend, "native")
+        return ServedModel(name, backend, "native", config)
     if backend in ADAPTED_BACKENDS:
         parameters = AdapterParameters.for_model(config, padding_strategy)
         write_adapter(canonical, ModelRepository(target), config, parameters)
-        return ServedModel(name, backend, "python adapter")
+        return ServedModel(name, backend, "python adapter", config)
     raise ServerError(
         f"model {name!r} needs the {backend} backend, which the embedded server lacks and "
         f"maas has no adapter for (adapters: {', '.join(ADAPTED_BACKENDS)}); serve this "

@@ -1,28 +1,31 @@
-"""What `maas serve` runs: Triton, the HTTP front before it, and a watchdog that restarts them.
+"""What `maas serve` runs: Triton, the gateway before it, and a watchdog that restarts them.
 
-Public endpoints: the front (nginx) on host:http_port, Triton's gRPC on host:grpc_port, metrics
-on host:metrics_port. Triton's own HTTP port is bound to loopback on a free port behind the front.
-If Triton dies, the watchdog notices within a poll interval, logs why, and restarts it with
-backoff; meanwhile the front answers readiness and inference with 503 (retryable). If a model's
-Python stub dies (Triton 2.51 keeps calling such a model ready and fails every request), the
-watchdog reloads that model through the repository API, with a key only this process knows.
+Public endpoints: the gateway (HAProxy) on host:http_port (HTTP) and host:grpc_port (gRPC), its
+metrics on host:gateway_metrics_port, Triton's metrics on host:metrics_port. Triton's own HTTP
+and gRPC ports are bound to loopback on free ports behind the gateway. If Triton or the gateway
+dies, the watchdog notices within a poll interval, logs why, and restarts it with backoff;
+meanwhile the gateway answers with 503 / UNAVAILABLE (retryable). If a model's Python stub dies
+(Triton 2.51 keeps calling such a model ready and fails every request), the watchdog reloads
+that model through the repository API, with a key only this process knows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from maas.base.errors import FrontUnavailableError, ServerError
-from maas.base.triton.endpoints import free_port
+from maas.base.errors import ServerError
+from maas.base.triton.endpoints import GATEWAY_METRICS_PORT, free_port
 
 from .embedded import EmbeddedServer, ServerOptions
-from .front import FrontOptions, HttpFront, Nginx
+from .gateway import Gateway
+from .gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, MiB, ModelLimit
 from .processes import Service
 from .serving_repo import ServedModel
 from .stubs import Stub, remove_regions
@@ -48,14 +51,16 @@ class RestartPolicy:
 
 @dataclass(frozen=True)
 class StackOptions:
-    """The public face of `maas serve`: the server's options plus the front and restarts."""
+    """The public face of `maas serve`: the server's options plus the gateway and restarts."""
 
     server: ServerOptions
-    front: bool = True  # put nginx before Triton's HTTP port
-    # Without nginx: serve Triton's HTTP port on the public address anyway (the user accepts that
-    # a single malformed request can crash it). Otherwise HTTP stays on loopback.
-    allow_unprotected_http: bool = False
-    max_body_bytes: int = FrontOptions.max_body_bytes
+    # False: Triton's own ports are the public ones (benchmarks of Triton alone); a single
+    # malformed HTTP request can crash Triton 2.51 then, so maas serve always has the gateway.
+    gateway: bool = True
+    gateway_metrics_port: int = GATEWAY_METRICS_PORT
+    max_body_bytes: int = 32 * MiB
+    max_wait_ms: int = DEFAULT_MAX_WAIT_MS  # how long a request may wait for its model
+    limits: dict[str, ModelLimit] = field(default_factory=dict)  # per-model overrides
     restart: RestartPolicy = RestartPolicy()
 
 
@@ -83,54 +88,77 @@ def describe_exit(code: int) -> str:
 
 
 class ServingStack(Service):
-    """Triton + front + watchdog; a context manager with EmbeddedServer's endpoints."""
+    """Triton + gateway + watchdog; a context manager with the public endpoints."""
 
     def __init__(self, options: StackOptions) -> None:
         self.options = options
-        self.front: HttpFront | None = None
-        self.front_problem = ""  # why there is no front, when there is none
+        self.gateway: Gateway | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         if options.server.workdir is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="maas-serve-")
         self.workdir = options.server.workdir or Path(self._scratch.name if self._scratch else ".")
         self.triton = EmbeddedServer(self._triton_options())
         self.restarts = 0
+        self.gateway_restarts = 0
         self.stub_reloads = 0
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
 
     def _triton_options(self) -> ServerOptions:
+        """Behind the gateway Triton listens on loopback only, without TLS or the user's key."""
         server = replace(self.options.server, workdir=self.workdir)
-        if not self.options.front:
+        if not self.options.gateway:
             return server
-        try:
-            nginx = Nginx.locate()
-        except FrontUnavailableError as missing:
-            self.front_problem = str(missing)
-            if self.options.allow_unprotected_http:
-                return server
-            return replace(server, http_host=LOOPBACK)  # HTTP for this host only
-        self.front = HttpFront(
-            FrontOptions(
-                host=server.host,
-                port=server.http_port,
-                upstream_port=free_port(LOOPBACK),
-                max_body_bytes=self.options.max_body_bytes,
-                read_timeout_s=max(300, server.exit_timeout_s),
-                model_control=bool(server.control_key),
-            ),
-            self.workdir / "front",
-            nginx,
+        return replace(
+            server,
+            http_host=LOOPBACK,
+            http_port=free_port(LOOPBACK),
+            grpc_host=LOOPBACK,
+            grpc_port=free_port(LOOPBACK),
+            control_key="",
+            tls_cert=None,
+            tls_key=None,
         )
-        return replace(server, http_host=LOOPBACK, http_port=self.front.options.upstream_port)
+
+    def _gateway_options(self) -> GatewayOptions:
+        """The gateway's options: public ports, Triton's loopback ports, per-model limits."""
+        server, triton = self.options.server, self.triton.options
+        limits = {
+            model.name: ModelLimit.for_config(model.config, self.options.max_wait_ms)
+            for model in self.triton.served
+        }
+        limits.update(self.options.limits)
+        key = server.control_key
+        return GatewayOptions(
+            host=server.host,
+            http_port=server.http_port,
+            grpc_port=server.grpc_port,
+            metrics_port=self.options.gateway_metrics_port,
+            upstream_http_port=triton.http_port,
+            upstream_grpc_port=triton.grpc_port,
+            limits=limits,
+            max_body_bytes=self.options.max_body_bytes,
+            control_key_sha256=hashlib.sha256(key.encode()).hexdigest() if key else "",
+            upstream_control_key=self.triton.admin_key,
+            tls_pem=self._tls_pem(),
+            request_timeout_s=max(300, server.exit_timeout_s),
+        )
+
+    def _tls_pem(self) -> Path | None:
+        """Certificate and key in one file, as HAProxy reads them; readable by us only."""
+        cert, key = self.options.server.tls_cert, self.options.server.tls_key
+        if cert is None or key is None:
+            return None
+        pem = self.workdir / "gateway-tls.pem"
+        pem.touch(mode=0o600)
+        pem.write_bytes(cert.read_bytes().rstrip(b"\n") + b"\n" + key.read_bytes())
+        return pem
 
     # Endpoints, as clients see them.
     @property
     def http_url(self) -> str:
         """host:port of the public HTTP endpoint."""
         server = self.options.server
-        if self.front is None and self.triton.http_host == LOOPBACK:
-            return f"{LOOPBACK}:{server.http_port}"
         return f"{server.host}:{server.http_port}"
 
     @property
@@ -140,13 +168,21 @@ class ServingStack(Service):
 
     @property
     def grpc_url(self) -> str:
-        """host:port of the gRPC endpoint."""
-        return self.triton.grpc_url
+        """host:port of the public gRPC endpoint."""
+        server = self.options.server
+        return f"{server.host}:{server.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
-        """URL of the Prometheus metrics."""
+        """URL of Triton's Prometheus metrics."""
         return self.triton.metrics_url
+
+    @property
+    def gateway_metrics_url(self) -> str:
+        """URL of the gateway's Prometheus metrics, when there is a gateway."""
+        if self.gateway is None:
+            return ""
+        return f"http://{self.options.server.host}:{self.options.gateway_metrics_port}/metrics"
 
     @property
     def served(self) -> list[ServedModel]:
@@ -160,30 +196,22 @@ class ServingStack(Service):
 
     @property
     def http_protection(self) -> str:
-        """One line on what guards the HTTP endpoint."""
-        if self.front is not None:
-            return f"nginx front (Triton's HTTP on {self.triton.http_url}, loopback)"
-        if self.triton.http_host == LOOPBACK and self.options.server.host != LOOPBACK:
-            return "loopback only: no front (" + self.front_problem + ")"
-        return "UNPROTECTED: Triton's HTTP port is public; one malformed request can crash it"
+        """One line on what guards the public endpoints."""
+        if self.gateway is not None:
+            return (
+                "gateway (HAProxy): request checks, per-model admission, model control "
+                f"{'with a key' if self.options.server.control_key else 'refused'}; "
+                f"Triton on loopback ({self.triton.http_url}, {self.triton.grpc_url})"
+            )
+        return "UNPROTECTED: Triton's own ports are public; one malformed request can crash it"
 
     def start(self) -> ServingStack:
-        """Start Triton, then the front, then the watchdog."""
-        if self.front_problem:
-            log.warning(
-                "no HTTP front: %s. Triton's HTTP server crashes on single malformed requests; %s",
-                self.front_problem,
-                "serving its HTTP port anyway (--allow-unprotected-http)"
-                if self.options.allow_unprotected_http
-                else "HTTP is served on loopback only, gRPC publicly",
-            )
-        front = self.front
-        if front is not None and front.options.upstream_port == self.options.server.grpc_port:
-            raise ServerError("the front's upstream port collides with gRPC; retry")
+        """Start Triton, then the gateway, then the watchdog."""
         self.triton.start()
-        if self.front is not None:
+        if self.options.gateway:
             try:
-                self.front.start()
+                self.gateway = Gateway(self._gateway_options(), self.workdir / "gateway")
+                self.gateway.start()
             except ServerError:
                 self.triton.stop()
                 raise
@@ -192,7 +220,7 @@ class ServingStack(Service):
         return self
 
     def is_ready(self) -> bool:
-        """Whether Triton is up and ready (the front itself is checked by the watchdog)."""
+        """Whether Triton is up and ready (the gateway itself is checked by the watchdog)."""
         return self.triton.is_ready()
 
     def log_tail(self) -> str:
@@ -205,12 +233,7 @@ class ServingStack(Service):
         up_since = time.monotonic()
         stubs = self.triton.stubs()
         while not self._stopping.wait(policy.poll_s):
-            if self.front is not None and self.front.returncode is not None:
-                log.error("nginx %s; restarting it", describe_exit(self.front.returncode))
-                try:
-                    self.front.start()
-                except ServerError as failure:  # keep watching; the next poll tries again
-                    log.error("nginx restart failed: %s", failure)
+            self._revive_gateway()
             if self.triton.running:
                 stubs = self._revive_stubs(stubs)
                 continue
@@ -235,6 +258,20 @@ class ServingStack(Service):
             self.restarts += 1
             log.warning("tritonserver is back and ready (restart %d)", self.restarts)
             stubs = self.triton.stubs()
+
+    def _revive_gateway(self) -> None:
+        """Restart a gateway that died; the next poll tries again if this attempt fails."""
+        gateway = self.gateway
+        if gateway is None or gateway.returncode is None:
+            return
+        log.error("the gateway %s; restarting it", describe_exit(gateway.returncode))
+        try:
+            gateway.start()
+        except ServerError as failure:
+            log.error("gateway restart failed: %s", failure)
+            return
+        self.gateway_restarts += 1
+        log.warning("the gateway is back (restart %d)", self.gateway_restarts)
 
     def _bury(self, stubs: list[Stub]) -> None:
         """After a crash: kill the stubs left behind, reap the server, free its regions."""
@@ -294,13 +331,13 @@ class ServingStack(Service):
         return False
 
     def stop(self) -> None:
-        """Stop the watchdog, then let the front and Triton finish what is in flight."""
+        """Stop the watchdog, then let the gateway and Triton finish what is in flight."""
         self._stopping.set()
         if self._watchdog is not None:
             self._watchdog.join()
             self._watchdog = None
-        if self.front is not None:
-            self.front.stop(timeout_s=self.options.server.exit_timeout_s + 10)
+        if self.gateway is not None:
+            self.gateway.stop(timeout_s=self.options.server.exit_timeout_s + 10)
         self.triton.stop()
         if self._scratch is not None:
             self._scratch.cleanup()

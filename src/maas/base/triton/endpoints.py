@@ -11,6 +11,7 @@ PROTOCOLS: tuple[Protocol, ...] = ("http", "grpc")
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
+GATEWAY_METRICS_PORT = 8003  # the gateway's own Prometheus exporter
 DEFAULT_HOST = "localhost"
 DEFAULT_URLS: dict[str, str] = {
     "http": f"{DEFAULT_HOST}:{HTTP_PORT}",

@@ -1,88 +1,25 @@
--- maas's HTTP front: checks an inference request against the model's own config before Triton
--- sees it. Triton 2.51 sizes buffers from the shape a request declares before it checks
--- max_batch_size (std::bad_alloc, abort) and crashes on a JSON document of 4 MiB or more;
--- everything those requests need is in the JSON header, so it is all checked here.
-local cjson = require("cjson.safe")
+-- maas's gateway checks, run by HAProxy's Lua: an inference request is checked against the
+-- model's own config before Triton sees it. Triton 2.51 sizes buffers from the shape a request
+-- declares before it checks max_batch_size (std::bad_alloc, abort) and crashes on a JSON
+-- document of 4 MiB or more; everything those requests need is in the JSON header.
+local json = require("maas_json")
+local settings = require("maas_gateway_settings") -- written by maas for each start
 
-local _M = {}
-
-local settings = {
-  max_json_bytes = 3 * 1024 * 1024,
-  max_body_bytes = 32 * 1024 * 1024,
-  config_ttl_s = 5,
-}
+local MAX_NESTING = 32 -- data arrays nest at most as deep as a tensor's rank
 
 -- Bytes per element of each fixed-size datatype; BYTES is variable (4-byte length + bytes).
 local ELEMENT_BYTES = {
   BOOL = 1, INT8 = 1, UINT8 = 1, INT16 = 2, UINT16 = 2, FP16 = 2, BF16 = 2,
   INT32 = 4, UINT32 = 4, FP32 = 4, INT64 = 8, UINT64 = 8, FP64 = 8,
 }
-local MAX_NESTING = 32 -- data arrays nest at most as deep as a tensor's rank
 
-cjson.decode_max_depth(MAX_NESTING + 8)
-cjson.decode_invalid_numbers(false) -- NaN / Infinity are not JSON
-
-local configs = {} -- per worker: "model/version" -> { config = ..., expires = ... }
-
-function _M.configure(options)
-  for key, value in pairs(options) do
-    settings[key] = value
-  end
-end
-
-local function reject(status, message)
-  ngx.status = status
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode({ error = message }))
-  return ngx.exit(status)
-end
 
 local function is_integer(value)
   return type(value) == "number" and value == math.floor(value) and value >= 0
     and value < 2 ^ 53
 end
 
-local function is_array(value)
-  if type(value) ~= "table" then
-    return false
-  end
-  local count = 0
-  for key, _ in pairs(value) do
-    if type(key) ~= "number" then
-      return false
-    end
-    count = count + 1
-  end
-  return count == #value
-end
-
-local function is_object(value)
-  return type(value) == "table" and (next(value) == nil or not is_array(value))
-end
-
--- The model's config as Triton reports it, cached briefly per worker. Failure: status, body.
-local function model_config(model, version)
-  local key = model .. "/" .. (version or "")
-  local cached = configs[key]
-  local now = ngx.now()
-  if cached and cached.expires > now then
-    return cached.config
-  end
-  local path = "/v2/models/" .. ngx.escape_uri(model)
-  if version then
-    path = path .. "/versions/" .. ngx.escape_uri(version)
-  end
-  local reply = ngx.location.capture("/_maas_config" .. path .. "/config")
-  if reply.status ~= ngx.HTTP_OK then
-    return nil, reply.status, reply.body
-  end
-  local config = cjson.decode(reply.body)
-  if type(config) ~= "table" then
-    return nil, ngx.HTTP_SERVICE_UNAVAILABLE, cjson.encode({ error = "unreadable model config" })
-  end
-  configs[key] = { config = config, expires = now + settings.config_ttl_s }
-  return config
-end
+local is_array, is_object = json.is_array, json.is_object
 
 local function datatype_of(config_input)
   local declared = config_input.data_type or ""
@@ -182,7 +119,7 @@ local function count_data(data, datatype, depth)
   end
   local count = 0
   for _, item in ipairs(data) do
-    if type(item) == "table" then
+    if type(item) == "table" and item ~= json.null then
       if not is_array(item) then
         return nil, "holds an object"
       end
@@ -192,7 +129,7 @@ local function count_data(data, datatype, depth)
       end
       count = count + inner
     elseif not leaf_fits(datatype, item) then
-      local found = item == cjson.null and "null" or "a " .. type(item)
+      local found = item == json.null and "null" or "a " .. type(item)
       if type(item) == "number" then
         found = "the number " .. tostring(item)
       end
@@ -213,7 +150,7 @@ local function check_input_data(model, input, datatype, elements)
   local where = ("input '%s' of model '%s'"):format(name, model)
   local params = input.parameters
   if params ~= nil and not is_object(params) then
-    return nil, where .. ": 'parameters' must be an object"
+    return nil, where .. ": 'parameters' must be a JSON object"
   end
   params = params or {}
   local width = ELEMENT_BYTES[datatype]
@@ -308,7 +245,7 @@ local function check_outputs(model, config, outputs)
     end
     local params = output.parameters
     if params ~= nil and not is_object(params) then
-      return nil, ("output '%s': 'parameters' must be an object"):format(output.name)
+      return nil, ("output '%s': 'parameters' must be a JSON object"):format(output.name)
     end
     local class_count = params and params.class_count
     if class_count ~= nil and not is_integer(class_count) then
@@ -371,70 +308,241 @@ local function check_request(model, config, request, binary_bytes)
     return nil, "'id' must be a string"
   end
   if request.parameters ~= nil and not is_object(request.parameters) then
-    return nil, "'parameters' must be an object"
+    return nil, "'parameters' must be a JSON object"
   end
   return check_request_parameters(request.parameters or {})
 end
 
+
+-- The model's config as Triton reports it, cached briefly per thread. Failure: nil, status, body.
+local configs = {} -- "model/version" -> { config = ..., expires = ... }
+
+local function model_config(model, version)
+  local key = model .. "/" .. (version or "")
+  local cached = configs[key]
+  local now = core.now().sec
+  if cached and cached.expires > now then
+    return cached.config
+  end
+  local path = "/v2/models/" .. model .. (version and ("/versions/" .. version) or "") .. "/config"
+  local reply = core.httpclient():get({
+    url = "http://" .. settings.upstream_http .. path,
+    timeout = settings.config_timeout_ms,
+  })
+  if reply == nil or reply.status == nil or reply.status == 0 then
+    return nil, 503, json.encode_error("the model server is not running right now; retry")
+  end
+  if reply.status ~= 200 then
+    return nil, reply.status, reply.body
+  end
+  local config = json.decode(reply.body or "")
+  if not is_object(config) then
+    return nil, 503, json.encode_error("unreadable model config")
+  end
+  configs[key] = { config = config, expires = now + settings.config_ttl_s }
+  return config
+end
+
+-- Refusals are answered by the maas_refuse service, which first reads what the client still
+-- sends: answering while a client uploads makes it see a broken pipe instead of the answer.
+local function reply(txn, status, body)
+  txn:set_var("txn.maas_status", status)
+  txn:set_var("txn.maas_body", body)
+end
+
+local function reject(txn, status, message)
+  return reply(txn, status, json.encode_error(message))
+end
+
+local DRAIN_CHUNK = 256 * 1024
+
+core.register_service("maas_refuse", "http", function(applet)
+  local left = tonumber(applet.headers["content-length"] and applet.headers["content-length"][0])
+  while left == nil or left > 0 do
+    local chunk = applet:receive(DRAIN_CHUNK)
+    if chunk == nil or #chunk == 0 then
+      break
+    end
+    if left then
+      left = left - #chunk
+    end
+  end
+  local body = applet:get_var("txn.maas_body") or json.encode_error("refused")
+  applet:set_status(tonumber(applet:get_var("txn.maas_status")) or 400)
+  applet:add_header("content-type", "application/json")
+  applet:add_header("content-length", tostring(#body))
+  applet:start_response()
+  applet:send(body)
+end)
+
+-- Model and version of an inference path: /v2/models/<m>[/versions/<v>]/infer.
+local function infer_target(path)
+  local model, rest = path:match("^/v2/models/([^/]+)(.*)/infer$")
+  if model == nil then
+    return nil
+  end
+  if rest == "" then
+    return model, nil
+  end
+  local version = rest:match("^/versions/([^/]+)$")
+  if version == nil then
+    return nil
+  end
+  return model, version
+end
+
 -- Length of the JSON header: Triton's binary extension header, else the whole body.
-local function json_length(body)
-  local declared = ngx.var.http_inference_header_content_length
+local function json_length(declared, body_length)
   if declared == nil then
-    return #body
+    return body_length
   end
   local length = tonumber(declared)
-  if not is_integer(length) or length > #body then
+  if not is_integer(length) or length > body_length then
     return nil, ("Inference-Header-Content-Length must be an integer from 0 to the body's %d "
-      .. "bytes, got '%s'"):format(#body, declared)
+      .. "bytes, got '%s'"):format(body_length, declared)
   end
   return length
 end
 
-function _M.check_infer(model, version)
-  if version == "" then
-    version = nil
+local function header(txn, name)
+  local values = txn.http:req_get_headers()[name]
+  return values and values[0] or nil
+end
+
+-- Size limits, from the headers alone: the body over its limit, or a JSON part over 3 MiB.
+local function check_sizes(txn)
+  local declared = header(txn, "content-length")
+  if declared == nil then
+    return
   end
-  if ngx.req.get_method() ~= "POST" then
-    return -- Triton answers other methods itself
-  end
-  if ngx.var.http_content_length == nil then
-    return reject(411, "an inference request needs a Content-Length header (no chunked bodies)")
-  end
-  ngx.req.read_body()
-  local body = ngx.req.get_body_data() or ""
-  if ngx.req.get_body_file() ~= nil then
-    return reject(413, ("the request body is over the limit of %d bytes"):format(
+  local body_length = tonumber(declared) or 0
+  if body_length > settings.max_body_bytes then
+    return reject(txn, 413, ("the request body is over the limit of %d bytes"):format(
       settings.max_body_bytes))
   end
-  local length, problem = json_length(body)
-  if not length then
-    return reject(400, problem)
+  local model = infer_target(txn.sf:path())
+  if model == nil then
+    if body_length > settings.max_other_body_bytes then
+      return reject(txn, 413, "only inference requests may carry bodies over 64 KiB")
+    end
+    return
   end
-  if length > settings.max_json_bytes then
-    return reject(413, ("the JSON part of the request is %d bytes, over the limit of %d; send "
-      .. "tensors as binary data (tritonclient does by default)"):format(
+  local length = json_length(header(txn, "inference-header-content-length"), body_length)
+  if length and length > settings.max_json_bytes then
+    return reject(txn, 413, ("the JSON part of the request is %d bytes, over the limit of %d; "
+      .. "send tensors as binary data (tritonclient does by default)"):format(
         length, settings.max_json_bytes))
-  end
-  local header = length == #body and body or body:sub(1, length)
-  local request, decode_error = cjson.decode(header)
-  if request == nil then
-    return reject(400, "the request is not valid JSON: " .. tostring(decode_error))
-  end
-  -- cjson decodes [] and {} alike; in valid JSON an unescaped "parameters" before ':' is a key.
-  if header:find('"parameters"%s*:%s*[^%s{]') then
-    return reject(400, "every 'parameters' must be a JSON object")
-  end
-  local config, status, reply = model_config(model, version)
-  if not config then
-    ngx.status = status
-    ngx.header["Content-Type"] = "application/json"
-    ngx.print(reply)
-    return ngx.exit(status)
-  end
-  local ok, invalid = check_request(model, config, request, #body - length)
-  if not ok then
-    return reject(400, invalid)
   end
 end
 
-return _M
+core.register_action("maas_check_sizes", { "http-req" }, check_sizes, 0)
+
+-- Checks one HTTP inference request; answers it (400/411/413 or Triton's own error) when bad.
+local function check_infer(txn)
+  local model, version = infer_target(txn.sf:path())
+  if model == nil or txn.sf:method() ~= "POST" then
+    return -- Triton answers other routes and methods itself
+  end
+  local declared_length = header(txn, "content-length")
+  if declared_length == nil then
+    return reject(txn, 411, "an inference request needs a Content-Length header (no chunked bodies)")
+  end
+  local body_length = tonumber(declared_length) or 0
+  local length, problem = json_length(header(txn, "inference-header-content-length"), body_length)
+  if not length then
+    return reject(txn, 400, problem)
+  end
+  if length > settings.max_json_bytes then
+    return reject(txn, 413, ("the JSON part of the request is %d bytes, over the limit of %d; "
+      .. "send tensors as binary data (tritonclient does by default)"):format(
+        length, settings.max_json_bytes))
+  end
+  local buffered = txn.sf:req_body() or ""
+  if #buffered < length then
+    return reject(txn, 400, ("the body ended after %d of the %d bytes its JSON header declares"):format(
+      #buffered, length))
+  end
+  local request, decode_error = json.decode(buffered:sub(1, length), MAX_NESTING + 8)
+  if request == nil then
+    return reject(txn, 400, "the request is not valid JSON: " .. tostring(decode_error))
+  end
+  local config, status, body = model_config(model, version)
+  if not config then
+    return reply(txn, status, body)
+  end
+  local ok, invalid = check_request(model, config, request, body_length - length)
+  if not ok then
+    return reject(txn, 400, invalid)
+  end
+end
+
+core.register_action("maas_check_infer", { "http-req" }, check_infer, 0)
+
+-- The model of a gRPC ModelInferRequest: protobuf field 1 (a string), right after the
+-- 5-byte frame prefix (compression flag, length) of the first message.
+local function grpc_model(body)
+  if #body < 7 or body:byte(6) ~= 0x0a then
+    return nil
+  end
+  local length, pos, shift = 0, 7, 0
+  while pos <= #body and shift < 35 do
+    local byte = body:byte(pos)
+    length = length | ((byte & 0x7f) << shift)
+    pos = pos + 1
+    if byte < 0x80 then
+      return body:sub(pos, pos + length - 1)
+    end
+    shift = shift + 7
+  end
+  return nil
+end
+
+-- Admission: the model's own backend while its queue has room, else a refusal naming the limit.
+-- HAProxy's maxqueue only sends a full server's requests on to the backend's unbounded queue,
+-- so the bound on waiting requests is kept here.
+local function admit(txn, protocol, model)
+  local limit = model and settings.backends[model]
+  if not limit then
+    return protocol .. "_triton"
+  end
+  local backend = protocol .. "_model_" .. model
+  if (tonumber(txn.f:queue(backend)) or 0) >= limit.queue then
+    return nil, limit.message
+  end
+  return backend
+end
+
+core.register_action("maas_admit_http", { "http-req" }, function(txn)
+  local backend, refusal = admit(txn, "http", infer_target(txn.sf:path()))
+  if backend == nil then
+    return reply(txn, 503, json.encode_error(refusal))
+  end
+  txn:set_var("txn.maas_backend", backend)
+end, 0)
+
+core.register_action("maas_admit_grpc", { "http-req" }, function(txn)
+  local backend, refusal = admit(txn, "grpc", grpc_model(txn.sf:req_body() or ""))
+  if backend == nil then
+    txn:set_var("txn.maas_grpc_refusal", refusal)
+    return
+  end
+  txn:set_var("txn.maas_backend", backend)
+end, 0)
+
+local function percent_encoded(text)
+  return (text:gsub("[^%w%-%._~ ]", function(char)
+    return ("%%%02X"):format(char:byte())
+  end):gsub(" ", "%%20"))
+end
+
+-- A gRPC UNAVAILABLE in the trailers-only form: HTTP 200 with grpc-status in the headers.
+core.register_service("maas_grpc_refuse", "http", function(applet)
+  repeat
+    local chunk = applet:receive(DRAIN_CHUNK)
+  until chunk == nil or #chunk == 0
+  applet:set_status(200)
+  applet:add_header("content-type", "application/grpc")
+  applet:add_header("grpc-status", "14")
+  applet:add_header("grpc-message", percent_encoded(applet:get_var("txn.maas_grpc_refusal") or ""))
+  applet:start_response()
+end)

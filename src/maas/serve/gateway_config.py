@@ -1,0 +1,363 @@
+"""The gateway's HAProxy configuration, written from typed options by small functions.
+
+One HAProxy fronts both protocols: HTTP/1.1 on the public HTTP port, gRPC (HTTP/2) on the public
+gRPC port. Inference requests are routed to one backend per model and protocol whose server
+`maxconn` bounds the requests in flight at Triton and whose queue bounds the wait; past either,
+the gateway answers at once (HTTP 503, gRPC UNAVAILABLE) naming the model and the limit. HTTP
+inference requests are checked against the model's config first (`maas_gateway.lua`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from maas.base.errors import ServerError
+from maas.base.triton.config import ModelConfig
+
+MiB = 1024 * 1024
+LUA_DIR = Path(__file__).parent / "haproxy"
+GRPC_SERVICE = "/inference.GRPCInferenceService/"
+# gRPC methods of Triton's repository API (model control); refused unless a control key is set.
+GRPC_CONTROL_METHODS = ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
+CONTROL_HEADER = "maas-control-key"
+DEFAULT_MAX_WAIT_MS = 2000  # long enough for one full batch of ResNet-50 on 2 cores
+
+
+@dataclass(frozen=True)
+class ModelLimit:
+    """Admission for one model: requests at Triton at once, requests waiting, and for how long."""
+
+    max_in_flight: int
+    max_queue: int
+    max_wait_ms: int = DEFAULT_MAX_WAIT_MS
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1 or self.max_queue < 1 or self.max_wait_ms < 1:
+            # HAProxy reads maxqueue 0 as "unbounded": a queue of at least one it is.
+            raise ServerError(
+                "a model limit needs ≥ 1 request in flight, a queue ≥ 1 and a wait ≥ 1 ms, got "
+                f"{self.max_in_flight}/{self.max_queue}/{self.max_wait_ms} ms"
+            )
+
+    @classmethod
+    def for_config(cls, config: ModelConfig, max_wait_ms: int = DEFAULT_MAX_WAIT_MS) -> ModelLimit:
+        """Defaults from the model's config: in flight = instances × batch, a queue as long."""
+        instances = sum(group.count or 1 for group in config.instance_group) or 1
+        in_flight = instances * max(1, config.max_batch_size)
+        return cls(in_flight, in_flight, max_wait_ms)
+
+    def describe(self) -> str:
+        """The limit in words, for refusals."""
+        return (
+            f"{self.max_in_flight} requests in flight and {self.max_queue} waiting "
+            f"up to {self.max_wait_ms} ms"
+        )
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    """Where the gateway listens, where Triton is, and what it lets through."""
+
+    host: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int  # the gateway's own Prometheus exporter
+    upstream_http_port: int  # Triton's ports, on upstream_host (loopback for maas serve)
+    upstream_grpc_port: int
+    upstream_host: str = "127.0.0.1"
+    limits: dict[str, ModelLimit] = field(default_factory=dict)  # models with admission control
+    max_body_bytes: int = 32 * MiB  # ResNet-50 at batch 16 as binary tensors is 9.2 MiB
+    # Triton 2.51 crashes on a JSON document of 4 MiB; binary tensors do not count towards it.
+    max_json_bytes: int = 3 * MiB
+    control_key_sha256: str = ""  # hex digest of the control key; empty: model control refused
+    upstream_control_key: str = ""  # the key Triton's repository API wants (never the user's)
+    tls_pem: Path | None = None  # certificate and key in one PEM file: gRPC serves TLS only
+    request_timeout_s: int = 300
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_json_bytes < 4 * MiB:
+            raise ServerError(
+                f"the JSON limit must be 1 byte to just under 4 MiB (Triton crashes at 4 MiB), "
+                f"got {self.max_json_bytes}"
+            )
+        if self.max_body_bytes < self.max_json_bytes:
+            raise ServerError("the body limit must be at least the JSON limit")
+        for model in self.limits:
+            if not model.replace("-", "_").replace(".", "_").isidentifier():
+                raise ServerError(f"model name {model!r} cannot name a gateway backend")
+
+    @property
+    def upstream_http(self) -> str:
+        """host:port of Triton's HTTP endpoint."""
+        return f"{self.upstream_host}:{self.upstream_http_port}"
+
+    @property
+    def upstream_grpc(self) -> str:
+        """host:port of Triton's gRPC endpoint."""
+        return f"{self.upstream_host}:{self.upstream_grpc_port}"
+
+
+def backend_name(protocol: str, model: str) -> str:
+    """The backend that admits one model's requests over one protocol."""
+    return f"{protocol}_model_{model}"
+
+
+def render_config(options: GatewayOptions, prefix: Path) -> str:
+    """haproxy.cfg for the gateway; every file it names lies inside prefix or beside this code."""
+    sections = [
+        global_section(options, prefix),
+        defaults_section(options),
+        http_frontend(options),
+        grpc_frontend(options),
+        metrics_frontend(options),
+        upstream_backends(options),
+        *(model_backends(options, model, limit, prefix) for model, limit in options.limits.items()),
+    ]
+    return "# Written by maas; regenerated at every start.\n" + "\n".join(sections)
+
+
+def global_section(options: GatewayOptions, prefix: Path) -> str:
+    """Process-wide settings: Lua, buffers big enough for a whole JSON header, threads."""
+    # A request's JSON header must fit one buffer to be checked; binary tensors stream past it.
+    bufsize = options.max_json_bytes + 64 * 1024
+    return f"""global
+    nbthread {options.threads}
+    tune.bufsize {bufsize}
+    tune.lua.maxmem 256
+    lua-prepend-path {LUA_DIR}/?.lua
+    lua-prepend-path {prefix}/?.lua
+    lua-load-per-thread {LUA_DIR}/maas_gateway.lua
+    log stderr format short local0 warning
+"""
+
+
+def defaults_section(options: GatewayOptions) -> str:
+    """Timeouts and the errors the gateway itself answers, in Triton's JSON error form."""
+    return f"""defaults
+    mode http
+    log global
+    option abortonclose
+    timeout connect 2s
+    timeout client {options.request_timeout_s}s
+    timeout server {options.request_timeout_s}s
+    timeout http-request 30s
+    timeout queue {DEFAULT_MAX_WAIT_MS}ms
+    timeout client-fin 5s
+    timeout tunnel 1h
+"""
+
+
+def tls(options: GatewayOptions, alpn: str) -> str:
+    """The bind's TLS settings, when a certificate is given."""
+    return f" ssl crt {options.tls_pem} alpn {alpn}" if options.tls_pem else ""
+
+
+def answer(status: int, message: str, condition: str) -> str:
+    """A rule that answers at the gateway, in Triton's JSON error form, when condition holds."""
+    body = error_json(message)
+    return (
+        f"    http-request return status {status} content-type application/json "
+        f"string '{body}' if {condition}\n"
+    )
+
+
+INFER_PATH = "^/v2/models/[^/]+(/versions/[^/]+)?/infer$"
+
+
+def http_frontend(options: GatewayOptions) -> str:
+    """HTTP/1.1: path checks, restricted APIs, size limits, request checks, then admission."""
+    bind = f"{options.host}:{options.http_port}"
+    infer = f"{{ method POST }} {{ path_reg {INFER_PATH} }}"
+    return (
+        f"frontend http_in\n    bind {bind}\n"
+        + answer(
+            400,
+            "encoded slashes, backslashes or NUL bytes are not allowed in paths",
+            "{ url_sub -i %2f %5c %00 }",
+        )
+        + answer(
+            403,
+            "this API is not available on the public endpoint",
+            "{ path_reg ^/v2/(logging|trace) }",
+        )
+        + control_rule(options, "{ path_beg /v2/repository }")
+        + answer(
+            404,
+            "no such endpoint; inference is POST /v2/models/<name>[/versions/<n>]/infer",
+            f"{{ path_reg /(infer|generate|generate_stream)/?$ }} !{{ path_reg {INFER_PATH} }}",
+        )
+        + answer(
+            403,
+            "shared memory can be registered from this host only",
+            "{ path_reg ^/v2/(systemsharedmemory|cudasharedmemory)/ } !{ src 127.0.0.0/8 ::1 }",
+        )
+        + f"""    http-request lua.maas_check_sizes
+    http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
+    http-request wait-for-body time 30s if {infer}
+    http-request lua.maas_check_infer
+    http-request lua.maas_admit_http if {infer}
+    http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
+    use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}
+    default_backend http_triton
+"""
+    )
+
+
+def control_rule(options: GatewayOptions, selects: str) -> str:
+    """Refuse the repository API, or let it through with the right key only.
+
+    A request with the user's key reaches Triton with Triton's own key instead, so the user's
+    key is in no process's command line.
+    """
+    if not options.control_key_sha256:
+        return answer(
+            403, "model control is off on this server (maas serve --control-key)", selects
+        )
+    return (
+        answer(
+            403,
+            "a valid maas-control-key header is needed for model control",
+            f"{selects} !{{ {key_matches(options)} }}",
+        )
+        + f"    http-request set-header {CONTROL_HEADER} {upstream_key(options)} if {selects}\n"
+    )
+
+
+def grpc_frontend(options: GatewayOptions) -> str:
+    """The gRPC (HTTP/2) frontend: restricted methods, then per-model admission."""
+    infer = f"{{ path {GRPC_SERVICE}ModelInfer }}"
+    return f"""frontend grpc_in
+    bind {options.host}:{options.grpc_port} proto h2{tls(options, "h2")}
+{grpc_control_rule(options)}
+    http-request wait-for-body time 30s at-least 512 if {infer}
+    http-request lua.maas_admit_grpc if {infer}
+    http-request use-service lua.maas_grpc_refuse if {{ var(txn.maas_grpc_refusal) -m found }}
+    use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}
+    default_backend grpc_triton
+"""
+
+
+def grpc_control_rule(options: GatewayOptions) -> str:
+    """Refuse model control over gRPC with PERMISSION_DENIED, or let it through with the key."""
+    methods = " ".join(f"{GRPC_SERVICE}{method}" for method in GRPC_CONTROL_METHODS)
+    message = quote("model control is off on this server (maas serve --control-key)")
+    if options.control_key_sha256:
+        message = quote("a valid maas-control-key header is needed for model control")
+    message = message.replace("%", "%%")  # header values are log-format strings
+    rule = (
+        "    http-request return status 200 content-type application/grpc hdr grpc-status 7 "
+        f"hdr grpc-message {message} if {{ path {methods} }}"
+    )
+    if options.control_key_sha256:
+        grpc_key = key_matches(options, f"triton-grpc-protocol-{CONTROL_HEADER}")
+        rule += f" !{{ {key_matches(options)} }} !{{ {grpc_key} }}\n"
+        rule += (
+            f"    http-request set-header triton-grpc-protocol-{CONTROL_HEADER} "
+            f"{upstream_key(options)} if {{ path {methods} }}"
+        )
+    return rule
+
+
+def upstream_key(options: GatewayOptions) -> str:
+    """Triton's own control key, for requests the gateway let through."""
+    if not options.upstream_control_key:
+        raise ServerError("model control through the gateway needs Triton's control key")
+    return options.upstream_control_key
+
+
+def key_matches(options: GatewayOptions, header: str = CONTROL_HEADER) -> str:
+    """An ACL that holds when a header carries the control key (compared as SHA-256)."""
+    return f"req.hdr({header}),sha2(256),hex -m str -i {options.control_key_sha256}"
+
+
+def metrics_frontend(options: GatewayOptions) -> str:
+    """The gateway's own Prometheus metrics (per backend: queue, in flight, responses by code)."""
+    return f"""frontend metrics
+    bind {options.host}:{options.metrics_port}
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    http-request return status 404
+"""
+
+
+def upstream_backends(options: GatewayOptions) -> str:
+    """Everything that is not admitted per model goes straight to Triton."""
+    return f"""backend http_triton
+    http-reuse always
+    server triton {options.upstream_http} maxconn 1000
+
+backend grpc_triton
+    server triton {options.upstream_grpc} proto h2 maxconn 1000
+"""
+
+
+def model_backends(options: GatewayOptions, model: str, limit: ModelLimit, prefix: Path) -> str:
+    """One backend per protocol: `maxconn` in flight, `maxqueue` waiting, `timeout queue`."""
+    server = f"maxconn {limit.max_in_flight} maxqueue {limit.max_queue}"
+    return f"""backend {backend_name("http", model)}
+    timeout queue {limit.max_wait_ms}ms
+    errorfile 503 {prefix / f"{model}.http.503"}
+    http-reuse always
+    server triton {options.upstream_http} {server}
+
+backend {backend_name("grpc", model)}
+    timeout queue {limit.max_wait_ms}ms
+    errorfile 503 {prefix / f"{model}.grpc.503"}
+    server triton {options.upstream_grpc} proto h2 {server}
+"""
+
+
+def error_json(message: str) -> str:
+    """Triton's JSON error body, for a single-quoted HAProxy string (messages hold no quotes)."""
+    if "'" in message or '"' in message or "\\" in message:
+        raise ValueError(f"gateway messages hold no quotes or backslashes: {message!r}")
+    return '{"error":"' + message + '"}'
+
+
+def refusal(model: str, limit: ModelLimit) -> str:
+    """What a request refused for model's limit is told."""
+    return f"model '{model}' is at its limit of {limit.describe()}; retry later"
+
+
+def lua_string(text: str) -> str:
+    """A Lua string literal (JSON's escapes are Lua's for what refusals hold)."""
+    return json.dumps(text)
+
+
+def refusal_files(model: str, limit: ModelLimit) -> dict[str, bytes]:
+    """The answers for a model at its limit: HTTP 503 in Triton's JSON form, gRPC UNAVAILABLE."""
+    message = refusal(model, limit)
+    body = json.dumps({"error": message}).encode()
+    http = (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(body)}\r\nretry-after: 1\r\n\r\n".encode()
+        + body
+    )
+    grpc = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: 14\r\n"
+        + f"grpc-message: {quote(message)}\r\ncontent-length: 0\r\n\r\n".encode()
+    )
+    return {f"{model}.http.503": http, f"{model}.grpc.503": grpc}
+
+
+def render_settings(options: GatewayOptions) -> str:
+    """maas_gateway_settings.lua: what the Lua checks and routing need to know."""
+    backends = " ".join(
+        f'["{model}"] = {{ queue = {limit.max_queue}, '
+        f"message = {lua_string(refusal(model, limit))} }},"
+        for model, limit in options.limits.items()
+    )
+    return (
+        "-- Written by maas at every start.\nreturn {\n"
+        f'  upstream_http = "{options.upstream_http}",\n'
+        f"  max_body_bytes = {options.max_body_bytes},\n"
+        f"  max_json_bytes = {options.max_json_bytes},\n"
+        "  max_other_body_bytes = 65536,\n"
+        f"  backends = {{ {backends} }},\n"
+        "  config_ttl_s = 5,\n"
+        "  config_timeout_ms = 5000,\n"
+        "}\n"
+    )
