@@ -164,3 +164,36 @@ def test_a_dead_tritonserver_is_restarted_and_unready_meanwhile(
         assert stop_maas_serve(serve) == 0
     log = serve.log.read_text()
     assert "tritonserver killed by SIGKILL; restart 1" in log, log
+
+
+def gateway_of(serve: RunningServer) -> psutil.Process:
+    """The gateway (HAProxy) process that `maas serve` runs."""
+    (gateway,) = [
+        child
+        for child in psutil.Process(serve.process.pid).children(recursive=True)
+        if child.name() == "haproxy"
+    ]
+    return gateway
+
+
+def test_a_dead_gateway_is_restarted_and_serves_both_protocols_again(
+    exported: Exported, tmp_path: Path
+) -> None:
+    serve, pixels = serve_digits(exported, tmp_path)
+    try:
+        with ModelClient("digits_cnn", url=serve.http_url) as client:
+            before = client.infer({"pixels": pixels})["probabilities"]
+        first = gateway_of(serve)
+        first.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while "the gateway is back (restart 1)" not in serve.log.read_text():
+            assert time.monotonic() - killed < 10, "the watchdog did not restart the gateway"
+            time.sleep(0.05)
+        assert gateway_of(serve).pid != first.pid
+        for protocol in ("http", "grpc"):
+            with ModelClient("digits_cnn", url=serve.url(protocol), protocol=protocol) as client:
+                after = client.infer({"pixels": pixels})["probabilities"]
+            np.testing.assert_array_equal(after, before)
+    finally:
+        assert stop_maas_serve(serve) == 0
+    assert "the gateway killed by SIGKILL; restarting it" in serve.log.read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.clients import ModelClient
+from maas.clients import ModelClient, Protocol
 from tests.conftest import Exported, start_maas_serve, stop_maas_serve
 from tests.integration.server_metrics import gateway_requests, request_counts
 
@@ -17,7 +17,7 @@ QUEUED = 2  # requests the server must hold in its queue when the signal is sent
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits_zero(
-    exported: Exported, tmp_path: Path
+    exported: Exported, tmp_path: Path, protocol: Protocol
 ) -> None:
     server = start_maas_serve(exported.repository.root, tmp_path)
     crops = exported.results["resnet50"].built.eval_inputs["pixel_values"]
@@ -30,7 +30,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(
 
     try:
         for _ in range(REQUESTS):  # connected, metadata read: only the request is sent later
-            clients.append(ModelClient("resnet50", url=server.grpc_url, protocol="grpc"))
+            clients.append(ModelClient("resnet50", url=server.url(protocol), protocol=protocol))
             infer(clients[-1], photos[:1])
         deadline = time.monotonic() + 10
         while (before := request_counts(server, "resnet50")).succeeded < REQUESTS:
@@ -44,7 +44,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(
             while True:
                 counts = request_counts(server, "resnet50")
                 answered = counts.succeeded - before.succeeded
-                at_gateway = gateway_requests(server, "grpc_model_resnet50")
+                at_gateway = gateway_requests(server, f"{protocol}_model_resnet50")
                 if counts.pending >= QUEUED and at_gateway + answered == REQUESTS:
                     break
                 assert counts.pending >= QUEUED or answered == 0, f"drained early: {counts}"
