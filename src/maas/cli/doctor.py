@@ -44,6 +44,20 @@ def server_check() -> Check:
     )
 
 
+def gateway_check() -> Check:
+    """The gateway's HAProxy, and its version line."""
+    from maas.serve.gateway import HAProxy
+
+    try:
+        found = HAProxy.locate()
+    except ServerDependencyError as error:
+        return Check("gateway (HAProxy)", False, str(error))
+    version = subprocess.run(
+        [str(found.binary), "-v"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    return Check("gateway (HAProxy)", bool(version), f"{found.binary} ({(version or ['?'])[0]})")
+
+
 def cpu_check() -> Check:
     """Matrix and vector features of the CPU, as the kernel reports them."""
     model, present = cpu_model_and_flags()
@@ -102,6 +116,7 @@ def run_checks() -> list[Check]:
     """Every check, in report order."""
     return [
         server_check(),
+        gateway_check(),
         package_check("tritonclient", "tritonclient"),
         package_check("torch", "torch"),
         package_check("onnx", "onnx"),
