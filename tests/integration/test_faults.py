@@ -126,13 +126,18 @@ def test_a_killed_stub_fails_only_calls_until_its_model_is_reloaded(
     print(f"\n{len(calls)} calls: {len(failed)} failed in the {reloaded - killed:.1f} s to reload")
 
 
-def tritonserver_of(serve: RunningServer) -> psutil.Process:
-    (triton,) = [
+def child_named(serve: RunningServer, name: str) -> psutil.Process:
+    """The one process of that name that `maas serve` runs."""
+    (found,) = [
         child
         for child in psutil.Process(serve.process.pid).children(recursive=True)
-        if child.name() == "tritonserver"
+        if child.name() == name
     ]
-    return triton
+    return found
+
+
+def tritonserver_of(serve: RunningServer) -> psutil.Process:
+    return child_named(serve, "tritonserver")
 
 
 def test_a_dead_tritonserver_is_restarted_and_unready_meanwhile(
@@ -167,13 +172,7 @@ def test_a_dead_tritonserver_is_restarted_and_unready_meanwhile(
 
 
 def gateway_of(serve: RunningServer) -> psutil.Process:
-    """The gateway (HAProxy) process that `maas serve` runs."""
-    (gateway,) = [
-        child
-        for child in psutil.Process(serve.process.pid).children(recursive=True)
-        if child.name() == "haproxy"
-    ]
-    return gateway
+    return child_named(serve, "haproxy")
 
 
 def test_a_dead_gateway_is_restarted_and_serves_both_protocols_again(
