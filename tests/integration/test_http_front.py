@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -200,3 +201,17 @@ def test_server_wide_settings_are_not_public(server: RunningServer, reference: n
     assert status == 403 and "model control is off" in message, message
     status, message = post(server.http_url, "/v2/models/resnet50%00/infer", b"{}")
     assert status == 400 and "NUL bytes are not allowed" in message, message  # the gateway's check
+
+
+def test_a_large_binary_request_passes_the_checks_at_once(
+    server: RunningServer, exported: Exported, reference: np.ndarray
+) -> None:
+    # 16 photos as binary tensors (9.6 MB) are larger than the gateway's buffer: it checks the
+    # JSON header from the first bytes and streams the rest, without waiting for a full buffer.
+    crops = exported.results["resnet50"].built.eval_inputs[PIXELS]
+    photos = np.concatenate([crops] * (16 // len(crops) + 1))[:16]
+    began = time.monotonic()
+    with ModelClient("resnet50", url=server.http_url) as client:
+        logits = client.infer({PIXELS: photos}, outputs=["logits"])["logits"]
+    assert time.monotonic() - began < 10.0
+    assert logits.shape == (16, 1000)

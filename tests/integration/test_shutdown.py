@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,22 +23,27 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(
     server = start_maas_serve(exported.repository.root, tmp_path)
     crops = exported.results["resnet50"].built.eval_inputs["pixel_values"]
     photos = np.concatenate([crops] * (16 // len(crops) + 1))[:16]
-    clients: list[ModelClient] = []
+    connected = threading.Barrier(REQUESTS + 1)  # every client connected, metadata read
+    go = threading.Event()
 
-    def infer(client: ModelClient, rows: np.ndarray) -> tuple[np.ndarray, float]:
-        result = client.infer({"pixel_values": rows}, outputs=["probabilities"])
+    def infer(rows: np.ndarray) -> tuple[np.ndarray, float]:
+        # Each thread makes its own client: tritonclient's HTTP client is bound to its thread.
+        with ModelClient("resnet50", url=server.url(protocol), protocol=protocol) as client:
+            client.infer({"pixel_values": rows[:1]}, outputs=["probabilities"])
+            connected.wait(timeout=60)
+            go.wait(timeout=60)
+            result = client.infer({"pixel_values": rows}, outputs=["probabilities"])
         return result["probabilities"], time.monotonic()
 
     try:
-        for _ in range(REQUESTS):  # connected, metadata read: only the request is sent later
-            clients.append(ModelClient("resnet50", url=server.url(protocol), protocol=protocol))
-            infer(clients[-1], photos[:1])
-        deadline = time.monotonic() + 10
-        while (before := request_counts(server, "resnet50")).succeeded < REQUESTS:
-            assert time.monotonic() < deadline, before  # counted just after the answer
-            time.sleep(0.01)
         with ThreadPoolExecutor(max_workers=REQUESTS) as pool:
-            futures = [pool.submit(infer, client, photos) for client in clients]
+            futures = [pool.submit(infer, photos) for _ in range(REQUESTS)]
+            connected.wait(timeout=60)
+            deadline = time.monotonic() + 10
+            while (before := request_counts(server, "resnet50")).succeeded < REQUESTS:
+                assert time.monotonic() < deadline, before  # counted just after the answer
+                time.sleep(0.01)
+            go.set()
             # Wait for the servers' own counts, not a guess: every request has reached the
             # gateway's model backend (waiting there or passed on to Triton) and at least
             # QUEUED of them are still unanswered.
@@ -48,6 +54,8 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(
                 at_gateway = gateway_requests(server, f"{protocol}_model_resnet50")
                 if at_gateway + answered == REQUESTS and REQUESTS - answered >= QUEUED:
                     break
+                failed = [f.exception() for f in futures if f.done() and f.exception()]
+                assert not failed, failed
                 assert REQUESTS - answered >= QUEUED, f"answered before all arrived: {counts}"
                 assert time.monotonic() < deadline, f"never all at the gateway: {counts}"
                 time.sleep(0.002)
@@ -56,8 +64,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(
             code = stop_maas_serve(server)
             results = [future.result(timeout=60) for future in futures]
     finally:
-        for client in clients:
-            client.close()
+        go.set()
         if server.process.poll() is None:
             stop_maas_serve(server)
     assert code == 0, server.log.read_text()

@@ -197,7 +197,7 @@ def http_frontend(options: GatewayOptions) -> str:
         )
         + f"""    http-request lua.maas_check_sizes
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
-    http-request wait-for-body time 30s if {infer}
+    http-request wait-for-body time 30s at-least {options.max_json_bytes} if {infer}
     http-request lua.maas_check_infer
     http-request lua.maas_admit_http if {infer}
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
