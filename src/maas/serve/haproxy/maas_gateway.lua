@@ -452,11 +452,7 @@ local function check_infer(txn)
   if not length then
     return reject(txn, 400, problem)
   end
-  if length > settings.max_json_bytes then
-    return reject(txn, 413, ("the JSON part of the request is %d bytes, over the limit of %d; "
-      .. "send tensors as binary data (tritonclient does by default)"):format(
-        length, settings.max_json_bytes))
-  end
+  -- check_sizes has already refused a JSON part over the limit, before the body was read
   local buffered = txn.sf:req_body() or ""
   if #buffered < length then
     return reject(txn, 400, ("the body ended after %d of the %d bytes its JSON header declares"):format(
