@@ -347,7 +347,8 @@ def render_settings(options: GatewayOptions) -> str:
     """maas_gateway_settings.lua: what the Lua checks and routing need to know."""
     backends = " ".join(
         f'["{model}"] = {{ queue = {limit.max_queue}, '
-        f"message = {lua_string(refusal(model, limit))} }},"
+        f"message = {lua_string(refusal(model, limit))}, "
+        f"grpc_message = {lua_string(quote(refusal(model, limit)))} }},"
         for model, limit in options.limits.items()
     )
     return (

@@ -503,33 +503,27 @@ local function admit(txn, protocol, model)
   end
   local backend = protocol .. "_model_" .. model
   if (tonumber(txn.f:queue(backend)) or 0) >= limit.queue then
-    return nil, limit.message
+    return nil, limit
   end
   return backend
 end
 
 core.register_action("maas_admit_http", { "http-req" }, function(txn)
-  local backend, refusal = admit(txn, "http", infer_target(txn.sf:path()))
+  local backend, limit = admit(txn, "http", infer_target(txn.sf:path()))
   if backend == nil then
-    return reply(txn, 503, json.encode_error(refusal))
+    return reply(txn, 503, json.encode_error(limit.message))
   end
   txn:set_var("txn.maas_backend", backend)
 end, 0)
 
 core.register_action("maas_admit_grpc", { "http-req" }, function(txn)
-  local backend, refusal = admit(txn, "grpc", grpc_model(txn.sf:req_body() or ""))
+  local backend, limit = admit(txn, "grpc", grpc_model(txn.sf:req_body() or ""))
   if backend == nil then
-    txn:set_var("txn.maas_grpc_refusal", refusal)
+    txn:set_var("txn.maas_grpc_refusal", limit.grpc_message) -- percent-encoded, as gRPC wants
     return
   end
   txn:set_var("txn.maas_backend", backend)
 end, 0)
-
-local function percent_encoded(text)
-  return (text:gsub("[^%w%-%._~ ]", function(char)
-    return ("%%%02X"):format(char:byte())
-  end):gsub(" ", "%%20"))
-end
 
 -- A gRPC UNAVAILABLE in the trailers-only form: HTTP 200 with grpc-status in the headers.
 core.register_service("maas_grpc_refuse", "http", function(applet)
@@ -539,6 +533,6 @@ core.register_service("maas_grpc_refuse", "http", function(applet)
   applet:set_status(200)
   applet:add_header("content-type", "application/grpc")
   applet:add_header("grpc-status", "14")
-  applet:add_header("grpc-message", percent_encoded(applet:get_var("txn.maas_grpc_refusal") or ""))
+  applet:add_header("grpc-message", applet:get_var("txn.maas_grpc_refusal") or "")
   applet:start_response()
 end)
