@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,16 @@ def test_failures_print_one_error_line_and_exit_1(args: list[str], message: str)
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert message in lines[0]
+
+
+def test_the_terminal_shows_maas_progress_but_not_other_libraries_advice() -> None:
+    from maas.cli.common import OwnProgressOnly
+
+    def record(name: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, "message", None, None)
+
+    keep = OwnProgressOnly()
+    assert keep.filter(record("maas.export", logging.INFO))
+    assert not keep.filter(record("root", logging.WARNING))  # onnxruntime's quantizer advice
+    assert not keep.filter(record("locust.runners", logging.INFO))
+    assert keep.filter(record("root", logging.ERROR))

@@ -62,6 +62,18 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+class OwnProgressOnly(logging.Filter):
+    """maas's own progress lines; other libraries' only when they report an error.
+
+    onnxruntime's quantizer, for one, logs advice meant for its own users through the root
+    logger ("Please consider to run pre-processing before quantization").
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep maas's records, and errors from anyone."""
+        return record.name.startswith("maas") or record.levelno >= logging.ERROR
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Progress lines on stderr."""
     logging.basicConfig(
@@ -69,6 +81,9 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(OwnProgressOnly())
 
 
 def check_protocol(protocol: str) -> Protocol:
