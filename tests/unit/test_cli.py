@@ -131,3 +131,29 @@ def test_the_terminal_shows_maas_progress_but_not_other_libraries_advice() -> No
     assert not keep.filter(record("root", logging.WARNING))  # onnxruntime's quantizer advice
     assert not keep.filter(record("locust.runners", logging.INFO))
     assert keep.filter(record("root", logging.ERROR))
+
+
+def test_loading_a_checkpoint_draws_no_third_party_progress_bar(tmp_path: Path) -> None:
+    """transformers draws 'Loading weights' bars on stderr unless maas's set-up quiets them."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.tiny_bert import make_tiny_bert
+
+    folder = make_tiny_bert(tmp_path / "bert", "feature-extraction")
+    script = (
+        "import sys; from maas.cli.common import setup_logging; setup_logging(); "
+        "from transformers import AutoModel; AutoModel.from_pretrained(sys.argv[1])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    loud = subprocess.run(
+        [sys.executable, "-c", script.replace("setup_logging(); ", ""), str(folder)],
+        capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    quiet = subprocess.run(
+        [sys.executable, "-c", script, str(folder)],
+        capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    assert "Loading weights" in loud.stderr, "the bar this test guards against is not drawn"
+    assert "Loading weights" not in quiet.stderr, quiet.stderr

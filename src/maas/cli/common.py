@@ -84,6 +84,9 @@ def setup_logging(verbose: bool = False) -> None:
     if not verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(OwnProgressOnly())
+        # transformers draws a bar per checkpoint it loads; export reports its own progress.
+        # Read when huggingface_hub is first imported, which is after this.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def check_protocol(protocol: str) -> Protocol:
