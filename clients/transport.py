@@ -7,6 +7,7 @@ clients that names tritonclient's protocol modules.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -72,7 +73,7 @@ class ClientOptions:
     timeout_s: float = 30.0
     version: str = ""
     retry: RetryPolicy = DEFAULT_RETRY
-    tls_root_cert: str = ""  # PEM file of the CA: gRPC over TLS (the server's --tls-cert)
+    tls_root_cert: str = ""  # PEM file of the CA: TLS for both protocols (the server's --tls-cert)
 
     def __post_init__(self) -> None:
         """Refuse an unknown protocol or a url with a scheme."""
@@ -92,12 +93,28 @@ class ClientOptions:
         url = resolve_url(url, check_protocol(protocol))
         return cls(url, protocol, timeout_s, version, retry or DEFAULT_RETRY, tls_root_cert)
 
-    def grpc_kwargs(self) -> dict[str, Any]:
-        """Keepalive, and TLS when a root certificate is given, for tritonclient's gRPC clients."""
+    def root_cert(self) -> str:
+        """The CA file for TLS, checked; empty: plaintext."""
         if self.tls_root_cert and not Path(self.tls_root_cert).is_file():
             raise ClientError(f"TLS root certificate {self.tls_root_cert} does not exist")
-        tls = {"ssl": True, "root_certificates": self.tls_root_cert} if self.tls_root_cert else {}
+        return self.tls_root_cert
+
+    def grpc_kwargs(self) -> dict[str, Any]:
+        """Keepalive, and TLS when a root certificate is given, for tritonclient's gRPC clients."""
+        tls = {"ssl": True, "root_certificates": self.root_cert()} if self.root_cert() else {}
         return {"keepalive_options": grpc_keepalive(), **tls}
+
+    def http_kwargs(self) -> dict[str, Any]:
+        """HTTPS with the given CA, for tritonclient's blocking HTTP client."""
+        if not self.root_cert():
+            return {}
+        return {"ssl": True, "ssl_options": {"ca_certs": self.root_cert()}}
+
+    def http_asyncio_kwargs(self) -> dict[str, Any]:
+        """HTTPS with the given CA, for tritonclient's asyncio HTTP client (aiohttp)."""
+        if not self.root_cert():
+            return {}
+        return {"ssl": True, "ssl_context": ssl.create_default_context(cafile=self.root_cert())}
 
 
 def call_kwargs(protocol: Protocol, timeout_s: float) -> dict[str, Any]:
@@ -123,7 +140,10 @@ def open_blocking(options: ClientOptions) -> Any:
     """Return tritonclient's blocking client; HTTP takes its timeouts here, gRPC per call."""
     if options.protocol == "http":
         return httpclient.InferenceServerClient(
-            options.url, connection_timeout=options.timeout_s, network_timeout=options.timeout_s
+            options.url,
+            connection_timeout=options.timeout_s,
+            network_timeout=options.timeout_s,
+            **options.http_kwargs(),
         )
     return grpcclient.InferenceServerClient(options.url, **options.grpc_kwargs())
 
@@ -131,5 +151,7 @@ def open_blocking(options: ClientOptions) -> Any:
 def open_asyncio(options: ClientOptions) -> Any:
     """Return tritonclient's asyncio client; call it inside the loop that will use it."""
     if options.protocol == "http":
-        return httpaio.InferenceServerClient(options.url, conn_timeout=options.timeout_s)
+        return httpaio.InferenceServerClient(
+            options.url, conn_timeout=options.timeout_s, **options.http_asyncio_kwargs()
+        )
     return grpcaio.InferenceServerClient(options.url, **options.grpc_kwargs())

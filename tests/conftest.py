@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -50,14 +51,18 @@ class RunningServer:
     metrics_port: int
     log: Path
     gateway_metrics_port: int = 0
+    tls_ca: Path | None = None  # the public ports serve TLS only; clients trust this CA
 
     def url(self, protocol: Protocol) -> str:
         return self.http_url if protocol == "http" else self.grpc_url
 
     def is_ready(self) -> bool:
+        scheme, context = "http", None
+        if self.tls_ca is not None:
+            scheme, context = "https", ssl.create_default_context(cafile=self.tls_ca)
         try:
             with urllib.request.urlopen(
-                f"http://{self.http_url}/v2/health/ready", timeout=2
+                f"{scheme}://{self.http_url}/v2/health/ready", timeout=2, context=context
             ) as reply:
                 return bool(reply.status == 200)
         except OSError:
@@ -127,6 +132,9 @@ def start_maas_serve(
         metrics_port,
         log,
         gateway_metrics_port,
+        Path(extra_args[list(extra_args).index("--tls-cert") + 1])
+        if "--tls-cert" in extra_args
+        else None,
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not server.is_ready():

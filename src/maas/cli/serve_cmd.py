@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ import typer
 from maas.base.errors import ServerError
 from maas.serve import StackOptions, serve
 from maas.serve.embedded import ServerOptions
-from maas.serve.gateway import Gateway
+from maas.serve.gateway import Gateway, combined_pem
 from maas.serve.gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, ModelLimit
 
 from .common import (
@@ -63,7 +64,7 @@ ServeBodyOption = Annotated[
 ]
 TlsCertOption = Annotated[
     Path | None,
-    typer.Option(help="PEM certificate: gRPC serves TLS only (with --tls-key)."),
+    typer.Option(help="PEM certificate: HTTP and gRPC serve TLS only (with --tls-key)."),
 ]
 TlsKeyOption = Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")]
 UpstreamOption = Annotated[
@@ -177,9 +178,13 @@ def front_command(
     limit: LimitOption = None,
     max_wait_ms: MaxWaitOption = DEFAULT_MAX_WAIT_MS,
     workdir: FrontWorkdirOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Run only the gateway, before any Triton (e.g. NVIDIA's container)."""
     with user_errors():
+        if (tls_cert is None) != (tls_key is None):
+            raise typer.BadParameter("TLS needs both --tls-cert and --tls-key")
         http_host, http_port = split_address(upstream, "--upstream")
         grpc_host, grpc_port_upstream = split_address(upstream_grpc, "--upstream-grpc")
         if http_host != grpc_host:
@@ -196,7 +201,10 @@ def front_command(
             max_body_bytes=int(max_body_mb * MiB),
         )
         with tempfile.TemporaryDirectory(prefix="maas-front-") as scratch:
-            gateway = Gateway(options, workdir or Path(scratch))
+            folder = workdir or Path(scratch)
+            if tls_cert is not None and tls_key is not None:
+                options = replace(options, tls_pem=combined_pem(tls_cert, tls_key, folder))
+            gateway = Gateway(options, folder)
             stopping = stop_requested()
             with gateway:
                 typer.echo(

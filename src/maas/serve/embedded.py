@@ -61,7 +61,8 @@ class ServerOptions:
     control_key: str = ""
     http_host: str = ""  # where Triton's HTTP port binds; host if empty (loopback behind a gateway)
     grpc_host: str = ""  # where Triton's gRPC port binds; host if empty
-    # PEM files: both given, gRPC serves TLS only (clients need the CA: tls_root_cert).
+    # PEM files: both given, the public ports serve TLS only (clients need the CA: tls_root_cert);
+    # behind the gateway both protocols, on Triton's own ports (no gateway) gRPC only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -72,7 +73,7 @@ class ServerOptions:
                 f"(got {len(self.control_key)} characters)"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ServerError("gRPC TLS needs both a certificate and its key")
+            raise ServerError("TLS needs both a certificate and its key")
         for pem in (self.tls_cert, self.tls_key):
             if pem is not None and not pem.is_file():
                 raise ServerError(f"TLS file {pem} does not exist")

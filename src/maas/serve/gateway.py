@@ -50,6 +50,18 @@ class HAProxy:
         return cls(Path(found))
 
 
+def combined_pem(cert: Path, key: Path, folder: Path) -> Path:
+    """Certificate and key in one file, as HAProxy reads them; readable by us only."""
+    for pem in (cert, key):
+        if not pem.is_file():
+            raise ServerError(f"TLS file {pem} does not exist")
+    folder.mkdir(parents=True, exist_ok=True)
+    pem = folder / "gateway-tls.pem"
+    pem.touch(mode=0o600)
+    pem.write_bytes(cert.read_bytes().rstrip(b"\n") + b"\n" + key.read_bytes())
+    return pem
+
+
 def accepts_connections(host: str, port: int) -> bool:
     """Whether something listens on host:port."""
     connect_to = "127.0.0.1" if host in ("0.0.0.0", "") else host

@@ -24,7 +24,7 @@ from maas.base.errors import ServerError
 from maas.base.triton.endpoints import GATEWAY_METRICS_PORT, free_port
 
 from .embedded import EmbeddedServer, ServerOptions
-from .gateway import Gateway
+from .gateway import Gateway, combined_pem
 from .gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, MiB, ModelLimit
 from .processes import Service
 from .serving_repo import ServedModel
@@ -145,14 +145,11 @@ class ServingStack(Service):
         )
 
     def _tls_pem(self) -> Path | None:
-        """Certificate and key in one file, as HAProxy reads them; readable by us only."""
+        """The user's certificate and key in one file for the gateway, when TLS is asked for."""
         cert, key = self.options.server.tls_cert, self.options.server.tls_key
         if cert is None or key is None:
             return None
-        pem = self.workdir / "gateway-tls.pem"
-        pem.touch(mode=0o600)
-        pem.write_bytes(cert.read_bytes().rstrip(b"\n") + b"\n" + key.read_bytes())
-        return pem
+        return combined_pem(cert, key, self.workdir)
 
     # Endpoints, as clients see them.
     @property

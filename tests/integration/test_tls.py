@@ -1,4 +1,4 @@
-"""gRPC over TLS with a certificate made by the test; clients keep idle connections alive."""
+"""Both public ports over TLS at the gateway, with a certificate made by the test."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from maas.base.triton.endpoints import free_port
 from maas.clients import NO_RETRIES, ModelClient, ServerUnavailableError
+from maas.export.verify import torch_runner
 from tests.conftest import Exported, start_maas_serve, stop_maas_serve
 
 
@@ -52,29 +52,32 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert, key_file
 
 
-def test_grpc_serves_tls_only_and_clients_with_the_ca_get_the_same_answers(
+def test_both_protocols_serve_tls_only_and_clients_with_the_ca_get_the_models_answers(
     exported: Exported, tmp_path: Path
 ) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(exported.repository.model_dir("digits_cnn"), repo / "digits_cnn")
     cert, key = self_signed(tmp_path)
-    ports = (free_port(), free_port(), free_port())
     tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
-    serve = start_maas_serve(repo, tmp_path, ports=ports, extra_args=tls)
-    pixels = exported.results["digits_cnn"].built.eval_inputs["pixels"][:4]
-    grpc_url = f"localhost:{ports[1]}"
+    serve = start_maas_serve(repo, tmp_path, extra_args=tls)  # ready: answered over HTTPS
+    result = exported.results["digits_cnn"]
+    pixels = result.built.eval_inputs["pixels"][:4]
+    expected = torch_runner(result.spec, result.built.module)({"pixels": pixels})
     try:
-        with ModelClient("digits_cnn", url=serve.http_url) as plain_http:
-            expected = plain_http.infer({"pixels": pixels})["probabilities"]
-        with ModelClient(
-            "digits_cnn", url=grpc_url, protocol="grpc", tls_root_cert=str(cert)
-        ) as client:
-            np.testing.assert_array_equal(
-                client.infer({"pixels": pixels})["probabilities"], expected
-            )
-        plain = ModelClient("digits_cnn", url=grpc_url, protocol="grpc", retry=NO_RETRIES)
-        with plain, pytest.raises(ServerUnavailableError):  # plaintext gRPC is not served
-            plain.infer({"pixels": pixels})
+        for protocol in ("http", "grpc"):
+            url = serve.url(protocol)
+            with ModelClient(
+                "digits_cnn", url=url, protocol=protocol, tls_root_cert=str(cert)
+            ) as client:
+                np.testing.assert_allclose(
+                    client.infer({"pixels": pixels})["probabilities"],
+                    expected["probabilities"],
+                    atol=1e-4,
+                    err_msg=protocol,
+                )
+            plain = ModelClient("digits_cnn", url=url, protocol=protocol, retry=NO_RETRIES)
+            with plain, pytest.raises(ServerUnavailableError):  # plaintext is not served
+                plain.infer({"pixels": pixels})
     finally:
         assert stop_maas_serve(serve) == 0
 
@@ -87,7 +90,7 @@ def test_the_server_accepts_keepalive_pings_on_idle_connections(
     # every 1.5 s for longer than two strikes' worth, the connection must stay up.
     repo = tmp_path / "repo"
     shutil.copytree(exported.repository.model_dir("digits_cnn"), repo / "digits_cnn")
-    serve = start_maas_serve(repo, tmp_path, ports=(free_port(), free_port(), free_port()))
+    serve = start_maas_serve(repo, tmp_path)
     eager = grpcclient.KeepAliveOptions(
         keepalive_time_ms=1500,
         keepalive_timeout_ms=1000,
