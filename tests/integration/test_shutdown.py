@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from maas.clients import ModelClient, Protocol
+from maas.clients import NO_RETRIES, ModelClient, Protocol, ServerUnavailableError
 from tests.conftest import Exported, start_maas_serve, stop_maas_serve
 from tests.integration.server_metrics import gateway_requests, request_counts
 
 REQUESTS = 8  # of max_batch_size (16) photos each: one execution per request, run one by one
 QUEUED = 2  # requests that must still be in flight when the signal is sent
+# CI runs it once per protocol; MAAS_SHUTDOWN_ROUNDS=20 is the flake hunt the README quotes.
+ROUNDS = int(os.environ.get("MAAS_SHUTDOWN_ROUNDS", "1"))
 
 
+@pytest.mark.parametrize("round_", range(ROUNDS))
 def test_sigterm_finishes_in_flight_requests_then_exits_zero(
-    exported: Exported, tmp_path: Path, protocol: Protocol
+    exported: Exported, tmp_path: Path, protocol: Protocol, round_: int
 ) -> None:
-    server = start_maas_serve(exported.repository.root, tmp_path)
+    repo = tmp_path / "repo"
+    shutil.copytree(exported.repository.model_dir("resnet50"), repo / "resnet50")
+    server = start_maas_serve(repo, tmp_path)
     crops = exported.results["resnet50"].built.eval_inputs["pixel_values"]
     photos = np.concatenate([crops] * (16 // len(crops) + 1))[:16]
     connected = threading.Barrier(REQUESTS + 1)  # every client connected, metadata read
@@ -74,3 +82,6 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(
         assert rows.shape == (16, 1000)
         np.testing.assert_allclose(rows, results[0][0], atol=1e-5)  # same photos
     assert not server.is_ready()
+    late = ModelClient("resnet50", url=server.url(protocol), protocol=protocol, retry=NO_RETRIES)
+    with pytest.raises(ServerUnavailableError), late:  # a caller after the stop may retry
+        late.infer({"pixel_values": crops[:1]})
