@@ -123,7 +123,7 @@ def bench_front_command(
     warmup: RunWarmupOption = 2.0,
     repository: RepositoryOption = DEFAULT_REPOSITORY,
 ) -> None:
-    """What the gateway costs over HTTP: the same load through it and straight to Triton."""
+    """What the gateway costs per protocol: the same load through it and straight to Triton."""
     from maas.benchmarks.front_overhead import (
         FrontBenchOptions,
         run_front_overhead,
@@ -136,7 +136,7 @@ def bench_front_command(
         results, print_ = run_front_overhead(options)
         for result in results:
             typer.echo(
-                f"{result.case.model} {result.case.users} user(s): throughput front/direct "
+                f"{result.case.label}: throughput gateway/direct "
                 f"{result.throughput_ratio:.3f}, p50 added {result.p50_added_ms:+.3f} ms; "
                 f"{result.goal}: {'met' if result.goal_met else 'MISSED'}"
             )
