@@ -186,13 +186,19 @@ def check_accuracy(spec: ModelSpec, built: BuiltModel) -> None:
 def write_entries(
     spec: ModelSpec, built: BuiltModel, repository: ModelRepository, target: Target
 ) -> tuple[str, ...]:
-    """Config and labels of the model and, with preprocessing, its preprocess model and ensemble."""
+    """Configs and labels: the model, its one-output view, its preprocess model and ensemble."""
     repository.write_config(triton_config.model_config(spec, target))
     if built.labels:
         repository.write_labels(spec.name, built.labels)
+    written: tuple[str, ...] = (spec.name,)
+    if triton_config.has_scores_view(spec) and built.labels:
+        view = repository.write_config(triton_config.scores_config(spec)).parent.name
+        repository.version_dir(view, 1).mkdir(parents=True, exist_ok=True)
+        repository.write_labels(view, built.labels)
+        written += (view,)
     preprocessing = spec.preprocessing
     if preprocessing is None:
-        return (spec.name,)
+        return written
     config = triton_config.preprocess_config(spec, preprocessing)
     preprocess = repository.write_config(config).parent.name
     code = preprocessing.triton_model.install(repository.version_dir(preprocess, 1))
@@ -203,7 +209,7 @@ def write_entries(
     repository.version_dir(ensemble, 1).mkdir(parents=True, exist_ok=True)
     if built.labels:
         repository.write_labels(ensemble, built.labels)
-    return (spec.name, preprocess, ensemble)
+    return (*written, preprocess, ensemble)
 
 
 def manifest_entry(

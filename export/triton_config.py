@@ -6,6 +6,7 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas.base.triton.config import DEFAULT_ARTIFACTS, LABELS_FILE
+from maas.base.triton.names import scores_view
 from maas.base.triton.parameters import ModelParameters
 
 from .spec import Batching, ModelSpec, Preprocessing, TensorSpec
@@ -122,4 +123,29 @@ def ensemble_config(spec: ModelSpec, preprocessing: Preprocessing) -> mc.ModelCo
         run.input_map[tensor.name] = f"{tensor.name}_prepared"
     for output in spec.outputs:
         run.output_map[output.name] = output.name
+    return config
+
+
+def has_scores_view(spec: ModelSpec) -> bool:
+    """Image classifiers: one input with a pixel layout, and class probabilities."""
+    laid_out = len(spec.inputs) == 1 and spec.inputs[0].format is not None
+    return laid_out and spec.classification_output is not None
+
+
+def scores_config(spec: ModelSpec) -> mc.ModelConfig:
+    """The classifier as one input → its labelled probabilities only, as an ensemble of one step.
+
+    Clients written for Triton's quickstart classifiers (NVIDIA's `image_client.py`) insist on
+    exactly one output; the model itself keeps its logits too.
+    """
+    output = next(o for o in spec.outputs if o.name == spec.classification_output)
+    config = mc.ModelConfig(name=scores_view(spec.name), platform="ensemble")
+    config.max_batch_size = spec.batching.max_batch_size
+    config.input.append(model_input(spec.inputs[0]))
+    config.output.append(model_output(output, labels=True))
+    step = config.ensemble_scheduling.step.add()
+    step.model_name = spec.name
+    step.model_version = -1
+    step.input_map[spec.inputs[0].name] = spec.inputs[0].name
+    step.output_map[output.name] = output.name
     return config

@@ -134,3 +134,25 @@ def test_classification_extension_returns_labels_from_the_labels_file(
     top = [entry.decode().split(":") for entry in raw[:, 0]]
     assert [label for _, _, label in top] == [str(t) for t in targets[:4]]
     assert all(index == label for _, index, label in top)
+
+
+@pytest.mark.parametrize("model", ["digits_cnn", "resnet50"])
+def test_the_one_output_view_serves_what_nvidia_image_client_expects(
+    server: RunningServer, exported: Exported, protocol: Protocol, model: str
+) -> None:
+    """`<model>_scores`, asked as NVIDIA's image_client.py asks: metadata, then top classes."""
+    (name,) = exported.results[model].built.eval_inputs
+    batch = exported.results[model].built.eval_inputs[name][:2]
+    with ModelClient(f"{model}_scores", url=server.url(protocol), protocol=protocol) as view:
+        info = view.info()  # the server's metadata and config, as image_client reads them
+        assert len(info.inputs) == 1 and len(info.inputs[0].shape) == 3 + 1  # batch first
+        (output,) = info.outputs
+        assert output.datatype == "FP32" and output.name == "probabilities"
+        top = view.infer({name: batch}, outputs=["probabilities"], class_count=3)["probabilities"]
+    with ModelClient(model, url=server.url(protocol), protocol=protocol) as classifier:
+        probabilities = classifier.infer({name: batch}, outputs=["probabilities"])["probabilities"]
+    assert top.shape == (2, 3)
+    for row, expected in zip(top, probabilities, strict=True):
+        score, index, label = row[0].decode().split(":")  # how image_client prints them
+        assert int(index) == int(expected.argmax()) and label
+        assert float(score) == pytest.approx(float(expected.max()), abs=1e-5)

@@ -116,3 +116,25 @@ def test_model_config_names_the_targets_native_backend_and_file(target: Target) 
     assert config.version_policy.HasField("all")
     for key, value in target.parameters.items():
         assert config.parameters[key].string_value == value
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_image_classifiers_get_the_one_output_view_nvidia_image_client_requires(
+    name: str,
+) -> None:
+    spec = get_spec(name)
+    if not tc.has_scores_view(spec):
+        assert spec.classification_output is None or len(spec.inputs) > 1, name
+        return
+    config = from_text(to_text(tc.scores_config(spec)))
+    # image_client.py's parse_model: one input of rank 3 in NCHW/NHWC, one FP32 vector output
+    (model_input,) = config.input
+    (output,) = config.output
+    assert config.name == f"{name}_scores" and config.platform == "ensemble"
+    assert len(model_input.dims) == 3
+    assert model_input.format in (mc.ModelInput.FORMAT_NCHW, mc.ModelInput.FORMAT_NHWC)
+    assert output.name == spec.classification_output and output.data_type == mc.TYPE_FP32
+    assert len(output.dims) == 1 and output.label_filename == LABELS_FILE
+    (step,) = config.ensemble_scheduling.step
+    assert step.model_name == name and dict(step.output_map) == {output.name: output.name}
+    assert config.max_batch_size == spec.batching.max_batch_size

@@ -3,6 +3,8 @@
 A model `m` that takes tensors may have companions in the same repository:
 `m_preprocess` (encoded image bytes → tensors) with the ensemble `m_image`, or
 `m_tokenizer` (raw strings → token ids) with the ensemble `m_text`.
+An image classifier also gets `m_scores`: the same model seen with one input and one output
+(its class probabilities, labelled), the shape NVIDIA's example `image_client.py` requires.
 """
 
 from __future__ import annotations
@@ -47,3 +49,10 @@ COMPANIONS = (IMAGE, TEXT)
 # Kept as names of their own: clients and tests spell the suffixes through these.
 IMAGE_ENSEMBLE_SUFFIX = IMAGE.ensemble_suffix
 TEXT_ENSEMBLE_SUFFIX = TEXT.ensemble_suffix
+
+SCORES_SUFFIX = "_scores"
+
+
+def scores_view(model: str) -> str:
+    """Name of the one-input, one-output view of an image classifier."""
+    return model + SCORES_SUFFIX
