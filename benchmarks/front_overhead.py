@@ -1,7 +1,10 @@
 """What the gateway costs: the same load through HAProxy and straight to Triton, per protocol.
 
 One `maas serve` stack; each case runs its two routes alternately, several rounds, so both
-see the same machine state; the report gives medians and their ratio. The goals are issue 14's:
+see the same machine state; the report gives medians and their ratio. Saturation runs on
+Locust; one user runs on a lean loop of `tritonclient` calls in this process, since on two
+cores Locust's own CPU would be most of what is measured. The gateway's CPU per request is
+read from its process. The goals are issue 14's:
 at one user (`digits_cnn`), at most 0.2 ms added to the median and at least 0.9 × direct
 throughput over each protocol; at saturation (ResNet-50 tensors), at least 0.9 × direct
 throughput over gRPC, with HTTP and system shared memory reported beside it.
@@ -11,15 +14,18 @@ from __future__ import annotations
 
 import logging
 import statistics
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from maas.base.errors import BenchError
+from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.bench import BenchOptions, run_bench
 from maas.benchmarks.fingerprint import fingerprint, render
-from maas.benchmarks.load_test import LevelResult
+from maas.benchmarks.load_test import Level, LevelResult, summarise_window
 from maas.benchmarks.report import markdown_table, write_pair
+from maas.benchmarks.workloads import build_workload
 from maas.serve import local_options, serve
 from maas.serve.gateway import HAProxy
 from maas.serve.stack import ServingStack
@@ -80,6 +86,7 @@ class FrontResult:
     failures: int
     direct_p99_ms: float = 0.0
     front_p99_ms: float = 0.0
+    gateway_cpu_us: float = 0.0  # the gateway's CPU time per request through it
 
     @property
     def throughput_ratio(self) -> float:
@@ -110,7 +117,9 @@ class FrontResult:
 def measure_once(
     options: FrontBenchOptions, case: FrontCase, url: str, stats_url: str
 ) -> LevelResult:
-    """One closed-loop level of the case against url."""
+    """One closed-loop level of the case against url: Locust, or the lean loop at one user."""
+    if case.judged_by == "latency":
+        return lean_loop(options, case, url)
     bench = BenchOptions(
         case.model,
         protocol=case.protocol,
@@ -127,15 +136,62 @@ def measure_once(
     return level
 
 
+def lean_loop(options: FrontBenchOptions, case: FrontCase, url: str) -> LevelResult:
+    """Back-to-back calls from one tritonclient client: warm-up, then a timed window."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    module = grpcclient if case.protocol == "grpc" else httpclient
+    (inputs,) = build_workload(ModelRepository(options.repository), case.model).requests[:1]
+    tensors = []
+    for name, array in inputs.items():
+        tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    client = module.InferenceServerClient(url)
+    latencies: list[float] = []
+    try:
+        for phase, seconds in (("warm-up", options.warmup_s), ("window", options.duration_s)):
+            latencies.clear()
+            began = ends = time.perf_counter()
+            ends += seconds
+            while time.perf_counter() < ends:
+                sent = time.perf_counter()
+                client.infer(case.model, tensors)
+                latencies.append((time.perf_counter() - sent) * 1000.0)
+            log.debug("%s: %d calls", phase, len(latencies))
+        elapsed = time.perf_counter() - began
+    finally:
+        client.close()
+    return summarise_window(Level(1), elapsed, latencies, [], 0, {}, (len(latencies), 0), 0)
+
+
+def gateway_cpu_s(stack: ServingStack) -> float:
+    """CPU seconds the gateway process has used so far."""
+    import psutil
+
+    pid = stack.gateway.pid if stack.gateway is not None else None
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStack) -> FrontResult:
     """Alternate the routes, round after round; medians of each."""
     direct = stack.triton.grpc_url if case.protocol == "grpc" else stack.triton.http_url
     routes = {"direct": direct, "front": stack.endpoints.url(case.protocol)}
     levels: dict[str, list[LevelResult]] = {"direct": [], "front": []}
+    gateway_cpu: list[float] = []
     for round_ in range(options.rounds):
         order = ("direct", "front") if round_ % 2 == 0 else ("front", "direct")
         for route in order:
+            cpu_before = gateway_cpu_s(stack)
             level = measure_once(options, case, routes[route], stack.triton.http_url)
+            if route == "front":
+                calls = max(1, level.requests + level.failures)
+                gateway_cpu.append((gateway_cpu_s(stack) - cpu_before) * 1e6 / calls)
             log.info("%s %s round %d: %s", case.label, route, round_ + 1, level.summary())
             levels[route].append(level)
 
@@ -151,6 +207,7 @@ def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStac
         failures=sum(level.failures for route in levels.values() for level in route),
         direct_p99_ms=median("direct", "p99_ms"),
         front_p99_ms=median("front", "p99_ms"),
+        gateway_cpu_us=float(statistics.median(gateway_cpu)),
     )
 
 
@@ -178,6 +235,7 @@ def report_markdown(results: list[FrontResult], options: FrontBenchOptions, prin
             f"{r.front_p50_ms:.3f}",
             f"{r.p50_added_ms:+.3f}",
             f"{r.direct_p99_ms:.2f} / {r.front_p99_ms:.2f}",
+            f"{r.gateway_cpu_us:.0f}",
             r.failures,
             f"{r.goal}: {'met' if r.goal_met else 'MISSED'}",
         )
@@ -185,14 +243,16 @@ def report_markdown(results: list[FrontResult], options: FrontBenchOptions, prin
     ]
     table = markdown_table(
         ("case", "what it shows", "direct req/s", "gateway req/s", "ratio", "direct p50 ms",
-         "gateway p50 ms", "p50 added ms", "p99 ms direct / gateway", "failed", "goal"),
+         "gateway p50 ms", "p50 added ms", "p99 ms direct / gateway", "gateway CPU µs/req",
+         "failed", "goal"),
         rows,
     )  # fmt: skip
     return f"""# What the gateway costs (HAProxy + Lua checks vs Triton's own ports)
 
-Same `maas serve` stack, same load generator (Locust; `tritonclient.http` with binary tensors,
-`tritonclient.grpc`); each case ran its two routes alternately, {options.rounds} rounds of
+Same `maas serve` stack; each case ran its two routes alternately, {options.rounds} rounds of
 {options.duration_s:.0f} s each (+{options.warmup_s:.0f} s warm-up), closed loop; medians shown.
+One user: back-to-back `tritonclient` calls (binary tensors over HTTP) from one lean loop, so
+the client's own CPU stays small; saturation: Locust, 8 users.
 Every request through the gateway was admitted per model and, over HTTP, checked against the
 model's config before Triton saw it; gRPC calls were routed by the model name read from the
 request's first bytes. With shared memory, tensors stay in `/dev/shm` and only the request's
