@@ -54,3 +54,29 @@ def gateway_requests(server: RunningServer, backend: str) -> int:
     found = re.findall(pattern, text, flags=re.MULTILINE)
     assert len(found) == 2, f"no gateway counts for {backend}:\n{text[:2000]}"
     return sum(int(float(value)) for value in found)
+
+
+def gateway_sheds(server: RunningServer, protocol: str, model: str) -> int:
+    """Requests the gateway has refused for model over protocol so far.
+
+    Refused at the door (queue full) are answered in `<protocol>_refused_<model>`, 5xx over
+    HTTP, trailers-only 200s over gRPC; refused after waiting their full time in the queue are
+    the model backend's connection errors. Rejected bad requests (4xx) are not counted here.
+    """
+    url = f"http://127.0.0.1:{server.gateway_metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+
+    def value(metric: str, proxy: str, code: str = "") -> int:
+        labels = rf'proxy="{proxy}"' + (rf',code="{code}"' if code else "")
+        found = re.findall(rf"^{metric}{{{labels}}} (\S+)$", text, flags=re.MULTILINE)
+        return int(float(found[0])) if found else 0
+
+    refused = f"{protocol}_refused_{model}"
+    at_door = (
+        value("haproxy_backend_http_responses_total", refused, "5xx")
+        if protocol == "http"
+        else value("haproxy_backend_http_requests_total", refused)
+    )
+    waited = value("haproxy_backend_connection_errors_total", f"{protocol}_model_{model}")
+    return at_door + waited

@@ -19,6 +19,7 @@ from maas.clients import (
 )
 from maas.serve.gateway_config import ModelLimit
 from tests.conftest import Exported, RunningServer
+from tests.integration.server_metrics import gateway_sheds
 
 DEADLINE_S = 60.0
 
@@ -49,6 +50,7 @@ def test_overload_is_shed_promptly_with_a_retryable_error_and_the_server_stays_r
     queue = limit.max_in_flight + limit.max_queue  # what the gateway admits at once
     inputs = inputs_for(model, exported)
     count = 6 * queue  # far past what can wait: in flight plus the queue
+    sheds_before = gateway_sheds(server, protocol, model)
     began = time.monotonic()
     outcomes = asyncio.run(flood(model, server.url(protocol), protocol, inputs, count))
     elapsed = time.monotonic() - began
@@ -63,6 +65,8 @@ def test_overload_is_shed_promptly_with_a_retryable_error_and_the_server_stays_r
     assert served, "no request was served under overload"
     assert shed, f"{count} simultaneous requests with a queue of {queue}: none was shed"
     assert elapsed < DEADLINE_S  # nothing hung until the client deadline
+    # the gateway's own metrics count each refusal against the model and protocol
+    assert gateway_sheds(server, protocol, model) - sheds_before == len(shed)
     error = shed[0]
     assert isinstance(error, ClientError)
     assert f"model '{model}' is at its limit of {limit.describe()}" in str(error)

@@ -107,6 +107,11 @@ def backend_name(protocol: str, model: str) -> str:
     return f"{protocol}_model_{model}"
 
 
+def refused_backend_name(protocol: str, model: str) -> str:
+    """The backend that answers (and counts) the requests the gateway refuses for a model."""
+    return f"{protocol}_refused_{model}"
+
+
 def render_config(options: GatewayOptions, prefix: Path) -> str:
     """haproxy.cfg for the gateway; every file it names lies inside prefix or beside this code."""
     sections = [
@@ -172,6 +177,7 @@ def answer(status: int, message: str, condition: str) -> str:
 
 
 INFER_PATH = "^/v2/models/[^/]+(/versions/[^/]+)?/infer$"
+UNROUTED = "!{ var(txn.maas_backend) -m found }"  # refusals not counted in a model's backend
 
 
 def http_frontend(options: GatewayOptions) -> str:
@@ -205,7 +211,7 @@ def http_frontend(options: GatewayOptions) -> str:
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
     http-request wait-for-body time 30s at-least {options.max_json_bytes} if {infer}
     http-request lua.maas_check_and_admit_http if {infer}
-    http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
+    http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }} {UNROUTED}
     use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}
     default_backend http_triton
 """
@@ -258,7 +264,8 @@ def grpc_frontend(options: GatewayOptions) -> str:
 {grpc_control_rule(options)}
     http-request wait-for-body time 30s at-least 512 if {infer}
     http-request lua.maas_admit_grpc if {infer}
-    http-request use-service lua.maas_grpc_refuse if {{ var(txn.maas_grpc_refusal) -m found }}
+    http-request use-service lua.maas_grpc_refuse if {{ var(txn.maas_grpc_refusal) -m found }} \
+        {UNROUTED}
     use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}
     default_backend grpc_triton
 """
@@ -318,9 +325,19 @@ backend grpc_triton
 
 
 def model_backends(options: GatewayOptions, model: str, limit: ModelLimit, prefix: Path) -> str:
-    """One backend per protocol: `maxconn` in flight, `maxqueue` waiting, `timeout queue`."""
+    """Per protocol: the model's backend and the one its refusals are answered (and counted) in.
+
+    The model's backend bounds requests in flight (`maxconn`), waiting (`maxqueue`) and the
+    wait (`timeout queue`).
+    """
     server = f"maxconn {limit.max_in_flight} maxqueue {limit.max_queue}"
-    return f"""backend {backend_name("http", model)}
+    return f"""backend {refused_backend_name("http", model)}
+    http-request use-service lua.maas_refuse
+
+backend {refused_backend_name("grpc", model)}
+    http-request use-service lua.maas_grpc_refuse
+
+backend {backend_name("http", model)}
     timeout queue {limit.max_wait_ms}ms
     errorfile 503 {prefix / f"{model}.http.503"}
     http-reuse always

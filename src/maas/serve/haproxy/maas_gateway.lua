@@ -437,13 +437,9 @@ end
 
 core.register_action("maas_check_sizes", { "http-req" }, check_sizes, 0)
 
--- Checks one HTTP inference request; answers it (400/411/413 or Triton's own error) when bad,
--- else returns its model.
-local function check_infer(txn)
-  local model, version = infer_target(txn.sf:path())
-  if model == nil or txn.sf:method() ~= "POST" then
-    return -- Triton answers other routes and methods itself
-  end
+-- Checks one HTTP inference request for model (and version); answers it (400/411/413 or
+-- Triton's own error) when bad, else returns true.
+local function check_infer(txn, model, version)
   local declared_length = header(txn, "content-length")
   if declared_length == nil then
     return reject(txn, 411, "an inference request needs a Content-Length header (no chunked bodies)")
@@ -471,7 +467,7 @@ local function check_infer(txn)
   if not ok then
     return reject(txn, 400, invalid)
   end
-  return model
+  return true
 end
 
 
@@ -510,24 +506,37 @@ local function admit(txn, protocol, model)
   return backend
 end
 
+-- Refusals of a model with a limit are answered from that model's own refusal backend, so
+-- the gateway's metrics count them per model (rejected 4xx, shed 503).
+local function refuse_for(txn, protocol, model)
+  if settings.backends[model] then
+    txn:set_var("txn.maas_backend", protocol .. "_refused_" .. model)
+  end
+end
+
 -- One action per HTTP inference request: each Lua action costs tens of microseconds of CPU.
 core.register_action("maas_check_and_admit_http", { "http-req" }, function(txn)
-  local model = check_infer(txn)
-  if model == nil then
-    return -- refused, or not an inference request after all: Triton answers it
+  local model, version = infer_target(txn.sf:path())
+  if model == nil or txn.sf:method() ~= "POST" then
+    return -- Triton answers other routes and methods itself
+  end
+  if not check_infer(txn, model, version) then
+    return refuse_for(txn, "http", model)
   end
   local backend, limit = admit(txn, "http", model)
   if backend == nil then
-    return reply(txn, 503, json.encode_error(limit.message))
+    reply(txn, 503, json.encode_error(limit.message))
+    return refuse_for(txn, "http", model)
   end
   txn:set_var("txn.maas_backend", backend)
 end, 0)
 
 core.register_action("maas_admit_grpc", { "http-req" }, function(txn)
-  local backend, limit = admit(txn, "grpc", grpc_model(txn.sf:req_body() or ""))
+  local model = grpc_model(txn.sf:req_body() or "")
+  local backend, limit = admit(txn, "grpc", model)
   if backend == nil then
     txn:set_var("txn.maas_grpc_refusal", limit.grpc_message) -- percent-encoded, as gRPC wants
-    return
+    return refuse_for(txn, "grpc", model)
   end
   txn:set_var("txn.maas_backend", backend)
 end, 0)
