@@ -37,6 +37,7 @@ class BenchOptions:
     repository: Path = Path("model_repository")
     image: Path | None = None
     limit_seconds: float = 5.0  # 0: skip the in-process limit
+    progress: bool = True  # the load generator's line per level on stderr
 
     def levels(self) -> tuple[Level, ...]:
         """Closed-loop levels, one per user count, or open-loop levels sharing one user pool."""
@@ -109,6 +110,7 @@ def load_spec(options: BenchOptions, model: str | None = None) -> LoadSpec:
         warmup_s=options.warmup_s,
         stats_url=options.resolved_stats_url(),
         server_pid=listener_pid(options.resolved_url()),
+        progress=options.progress,
     )
 
 

@@ -50,6 +50,7 @@ class LoadSpec:
     warmup_s: float = 3.0
     stats_url: str = ""  # Triton's HTTP host:port for /v2/models/stats; empty: no server stats
     server_pid: int = 0  # the server process, for its CPU time (children included); 0: unknown
+    progress: bool = True  # a line per level on stderr; off where the caller prints its own
 
 
 @dataclass

@@ -176,7 +176,8 @@ def run(spec: LoadSpec) -> list[LevelResult]:
         for level in spec.levels:
             start_users(environment, level)
             result = measure(environment, spec, level)
-            print(f"{spec.config['model']} {result.summary()}", file=sys.stderr, flush=True)
+            if spec.progress:
+                print(f"{spec.config['model']} {result.summary()}", file=sys.stderr, flush=True)
             results.append(result)
     finally:
         assert environment.runner is not None

@@ -95,6 +95,7 @@ def run_demo(
                 warmup_s=1.0,
                 repository=root,
                 limit_seconds=0.0,
+                progress=False,  # the demo prints the result itself, once
             )
             (result,) = run_bench(bench).levels
             echo(f"benchmark {model} ({what} per request, Locust over gRPC): {result.summary()}")
