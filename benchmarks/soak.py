@@ -248,10 +248,9 @@ def window_sample(t_s: float, calls: list[Call], pids: tuple[int, int]) -> Sampl
     )
 
 
-def soak(options: SoakOptions, urls: dict[str, str]) -> SoakResult:
-    """Run the traffic for the duration, sampling every interval."""
+def soak(options: SoakOptions, urls: dict[str, str], pids: tuple[int, int]) -> SoakResult:
+    """Run the traffic for the duration, sampling every interval; pids: Triton, gateway."""
     workloads = soak_workloads(ModelRepository(options.repository), options.models)
-    pids = (listener_pid(urls["grpc"]), front_master(listener_pid(urls["http"])))
     result = SoakResult(options)
     traffic = Traffic(workloads, urls, options.users)
     began = time.monotonic()
@@ -287,19 +286,53 @@ def record_calls(result: SoakResult, calls: list[Call]) -> None:
 
 
 @contextmanager
-def soak_server(options: SoakOptions) -> Iterator[dict[str, str]]:
-    """The given server's URLs, or a `maas serve` stack of our own on free ports."""
+def soak_server(options: SoakOptions) -> Iterator[tuple[dict[str, str], tuple[int, int]]]:
+    """URLs, and the Triton and gateway processes whose memory to follow.
+
+    The given server's, or a `maas serve` stack of our own on free ports. Behind a gateway the
+    public ports are the gateway's; Triton is then the one tritonserver on this machine, if any.
+    """
     if options.http_url and options.grpc_url:
-        yield {"http": options.http_url, "grpc": options.grpc_url}
+        urls = {"http": options.http_url, "grpc": options.grpc_url}
+        front = front_master(listener_pid(urls["http"]))
+        triton = listener_pid(urls["grpc"])
+        if triton and process_name(triton) != "tritonserver":
+            triton = only_tritonserver()
+        yield urls, (triton, front if front != triton else 0)
         return
     with serve(local_options(options.repository)) as stack:
-        yield {"http": stack.http_url, "grpc": stack.grpc_url}
+        gateway = stack.gateway.pid if stack.gateway is not None else None
+        yield (
+            {"http": stack.http_url, "grpc": stack.grpc_url},
+            (
+                stack.triton.pid or 0,
+                gateway or 0,
+            ),
+        )
+
+
+def process_name(pid: int) -> str:
+    """A process's name, or empty."""
+    import psutil
+
+    try:
+        return str(psutil.Process(pid).name())
+    except psutil.Error:
+        return ""
+
+
+def only_tritonserver() -> int:
+    """The pid of the one tritonserver process here, or 0 if there are none or several."""
+    import psutil
+
+    found = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "tritonserver"]
+    return found[0] if len(found) == 1 else 0
 
 
 def run_soak(options: SoakOptions) -> SoakResult:
     """Serve (or use the given server), soak, return the result."""
-    with soak_server(options) as urls:
-        return soak(options, urls)
+    with soak_server(options) as (urls, pids):
+        return soak(options, urls, pids)
 
 
 def plot_soak(result: SoakResult, path: Path) -> None:

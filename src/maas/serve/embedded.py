@@ -327,6 +327,12 @@ class EmbeddedServer(Service):
         return "\n".join(shown)
 
     @property
+    def pid(self) -> int | None:
+        """The tritonserver process id while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    @property
     def running(self) -> bool:
         """Whether the tritonserver process exists and has not ended."""
         return self._process is not None and self._process.poll() is None
