@@ -83,6 +83,16 @@ class SoakResult:
     samples: list[Sample] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)  # "model/protocol" -> calls
+    # "model/protocol" -> latencies (ms) of successful calls after the warm-up fifth
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+    def tail_ratios(self) -> dict[str, tuple[float, float]]:
+        """p50 and p99 (ms) of each model and protocol after warm-up."""
+        return {
+            pair: (float(np.percentile(values, 50)), float(np.percentile(values, 99)))
+            for pair, values in sorted(self.latencies.items())
+            if values
+        }
 
     @property
     def requests(self) -> int:
@@ -262,7 +272,7 @@ def soak(options: SoakOptions, urls: dict[str, str], pids: tuple[int, int]) -> S
             calls = traffic.drain()
             sample = window_sample(time.monotonic() - began, calls, pids)
             result.samples.append(sample)
-            record_calls(result, calls)
+            record_calls(result, calls, settled=elapsed >= options.duration_s / 5)
             log.info(
                 "%6.0f s: %d calls, %d failed, p99 %.1f ms, server %.0f MiB, /dev/shm %.1f MiB",
                 sample.t_s, sample.requests, sample.failures, sample.p99_ms,
@@ -276,13 +286,15 @@ def soak(options: SoakOptions, urls: dict[str, str], pids: tuple[int, int]) -> S
     return result
 
 
-def record_calls(result: SoakResult, calls: list[Call]) -> None:
-    """Count calls per pair and keep the failures' messages."""
+def record_calls(result: SoakResult, calls: list[Call], settled: bool = True) -> None:
+    """Count calls per pair, keep the failures' messages and, once settled, the latencies."""
     for call in calls:
         key = f"{call.model}/{call.protocol}"
         result.calls[key] = result.calls.get(key, 0) + 1
         if call.error:
             result.failures.append(f"{key} at {call.at:.1f}: {call.error}")
+        elif settled:
+            result.latencies.setdefault(key, []).append(call.latency_ms)
 
 
 @contextmanager
@@ -395,8 +407,10 @@ def soak_markdown(result: SoakResult, command: str) -> str:
         ("check", "measured", "passed"),
         [(name, measured, "yes" if ok else "**no**") for name, measured, ok in verdict(result)],
     )
+    tails = result.tail_ratios()
     per_pair = markdown_table(
-        ("model/protocol", "calls"), [(pair, result.calls[pair]) for pair in sorted(result.calls)]
+        ("model/protocol", "calls", "p50 ms", "p99 ms", "p99 / p50 (goal ≤ 3)"),
+        [(pair, result.calls[pair], *tail_cells(tails.get(pair))) for pair in sorted(result.calls)],
     )
     settled = [sample for sample in result.settled() if sample.requests]
     p99s = [sample.p99_ms for sample in settled]
@@ -416,12 +430,21 @@ p99 per window after warm-up: median {statistics.median(p99s) if p99s else 0:.1f
 
 ![soak](soak.png)
 
-## Calls per model and protocol
+## Calls and latency per model and protocol (after the first fifth of the run)
 {per_pair}
 
 ## Failures
 {failures}
 """
+
+
+def tail_cells(tail: tuple[float, float] | None) -> tuple[str, str, str]:
+    """p50, p99 and their ratio as report cells."""
+    if tail is None:
+        return ("–", "–", "–")
+    p50, p99 = tail
+    ratio = p99 / p50 if p50 else float("inf")
+    return (f"{p50:.2f}", f"{p99:.2f}", f"{ratio:.2f}" + ("" if ratio <= 3 else " **over**"))
 
 
 def write_soak_report(result: SoakResult, command: str) -> Path:

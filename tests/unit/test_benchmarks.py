@@ -228,3 +228,21 @@ def test_front_cases_are_judged_on_what_they_show() -> None:
     assert "p50 added ≤ 0.2 ms and ratio ≥ 0.9: met" in report
     assert "ratio ≥ 0.9: MISSED" in report
     assert "`digits_cnn`, 1 user(s), http" in report
+
+
+def test_soak_judges_each_model_tail_on_settled_successful_calls() -> None:
+    from maas.benchmarks.soak import Call, SoakOptions, SoakResult, record_calls, tail_cells
+
+    result = SoakResult(SoakOptions())
+    warm_up = [Call(0.0, "m", "grpc", 900.0)]  # a cold first call must not count
+    record_calls(result, warm_up, settled=False)
+    calls = [Call(1.0, "m", "grpc", 10.0) for _ in range(97)]
+    calls += [Call(2.0, "m", "grpc", 50.0) for _ in range(2)]
+    calls.append(Call(2.0, "m", "grpc", 50.0, error="boom"))
+    record_calls(result, calls)
+    assert result.calls == {"m/grpc": 101}
+    assert len(result.latencies["m/grpc"]) == 99  # the failure is counted, not timed
+    p50, p99 = result.tail_ratios()["m/grpc"]
+    assert p50 == 10.0 and p99 > 30.0
+    assert tail_cells((p50, p99))[2].endswith("**over**")
+    assert tail_cells((10.0, 25.0)) == ("10.00", "25.00", "2.50")
