@@ -470,8 +470,6 @@ local function check_infer(txn, model, version)
   return true
 end
 
-
-
 -- The model of a gRPC ModelInferRequest: protobuf field 1 (a string), right after the
 -- 5-byte frame prefix (compression flag, length) of the first message.
 local function grpc_model(body)
