@@ -24,8 +24,10 @@ from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.bench import BenchOptions, run_bench
 from maas.benchmarks.fingerprint import fingerprint, render
 from maas.benchmarks.load_test import Level, LevelResult, summarise_window
+from maas.benchmarks.process_tree import tree_cpu_s
 from maas.benchmarks.report import markdown_table, write_pair
 from maas.benchmarks.workloads import build_workload
+from maas.clients.checks import build_infer_inputs
 from maas.serve import local_options, serve
 from maas.serve.gateway import HAProxy
 from maas.serve.stack import ServingStack
@@ -140,22 +142,17 @@ def lean_loop(options: FrontBenchOptions, case: FrontCase, url: str) -> LevelRes
     """Back-to-back calls from one tritonclient client: warm-up, then a timed window."""
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
-    from tritonclient.utils import np_to_triton_dtype
 
     module = grpcclient if case.protocol == "grpc" else httpclient
     (inputs,) = build_workload(ModelRepository(options.repository), case.model).requests[:1]
-    tensors = []
-    for name, array in inputs.items():
-        tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
+    tensors = build_infer_inputs(case.model, inputs, module.InferInput)
     client = module.InferenceServerClient(url)
     latencies: list[float] = []
     try:
         for phase, seconds in (("warm-up", options.warmup_s), ("window", options.duration_s)):
             latencies.clear()
-            began = ends = time.perf_counter()
-            ends += seconds
+            began = time.perf_counter()
+            ends = began + seconds
             while time.perf_counter() < ends:
                 sent = time.perf_counter()
                 client.infer(case.model, tensors)
@@ -169,13 +166,8 @@ def lean_loop(options: FrontBenchOptions, case: FrontCase, url: str) -> LevelRes
 
 def gateway_cpu_s(stack: ServingStack) -> float:
     """CPU seconds the gateway process has used so far."""
-    import psutil
-
-    pid = stack.gateway.pid if stack.gateway is not None else None
-    if pid is None:
-        return 0.0
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    gateway = stack.gateway
+    return tree_cpu_s((gateway.pid if gateway is not None else None) or 0)
 
 
 def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStack) -> FrontResult:

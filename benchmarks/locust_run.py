@@ -17,13 +17,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import psutil
 from locust import events
 from locust.env import Environment
 
 from maas.benchmarks import locust_users as users
 from maas.benchmarks.load_test import Level, LevelResult, LoadSpec, summarise_window
 from maas.benchmarks.pacing import LoadConfig
+from maas.benchmarks.process_tree import tree_cpu_s
 from maas.benchmarks.server_stats import Snapshot, breakdown, fetch_snapshot
 
 import gevent  # isort: skip  (after locust, which patches the standard library for it)
@@ -66,25 +66,6 @@ def drain() -> None:
         gevent.sleep(0.001)
 
 
-def server_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by a process and its children (Triton's Python model stubs)."""
-    if not pid:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:  # a stub that exited meanwhile
-            continue
-        total += times.user + times.system
-    return total
-
-
 def snapshot(spec: LoadSpec) -> Snapshot:
     """The server's counters once they stop moving, or nothing without a Triton server.
 
@@ -119,7 +100,7 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     gevent.sleep(spec.warmup_s)
     drain()
     before = snapshot(spec)
-    cpu_before = (time.process_time(), server_cpu_s(spec.server_pid))
+    cpu_before = (time.process_time(), tree_cpu_s(spec.server_pid))
     environment.stats.reset_all()
     recorder = Recorder()
     environment.events.request.add_listener(recorder.on_request)
@@ -132,7 +113,7 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     drain()
     elapsed = time.perf_counter() - opened
     client_cpu = time.process_time() - cpu_before[0]
-    server_cpu = server_cpu_s(spec.server_pid) - cpu_before[1]
+    server_cpu = tree_cpu_s(spec.server_pid) - cpu_before[1]
     recorder.recording = False
     environment.events.request.remove_listener(recorder.on_request)
     after = snapshot(spec)

@@ -23,6 +23,7 @@ import numpy as np
 from maas.base.errors import MaasError, WorkloadError
 from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.bench import listener_pid
+from maas.benchmarks.process_tree import tree_rss_mib
 from maas.benchmarks.report import markdown_table, write_pair
 from maas.benchmarks.workloads import Workload, build_workload
 from maas.clients import NO_RETRIES, ModelClient, Protocol
@@ -114,26 +115,6 @@ class SoakResult:
         """Last settled window's p99 over the first's."""
         settled = [sample for sample in self.settled() if sample.requests]
         return settled[-1].p99_ms / settled[0].p99_ms if settled else float("nan")
-
-
-def process_tree_rss(pid: int) -> float:
-    """Resident MiB of a process and all its descendants; 0 if it is gone."""
-    import psutil
-
-    if not pid:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0
-    for process in tree:
-        try:
-            total += process.memory_info().rss
-        except psutil.Error:
-            continue
-    return total / 2**20
 
 
 def front_master(pid: int) -> int:
@@ -251,8 +232,8 @@ def window_sample(t_s: float, calls: list[Call], pids: tuple[int, int]) -> Sampl
         failures=sum(1 for call in calls if call.error),
         p50_ms=round(p50, 3),
         p99_ms=round(p99, 3),
-        triton_rss_mib=round(process_tree_rss(pids[0]), 1),
-        front_rss_mib=round(process_tree_rss(pids[1]), 1),
+        triton_rss_mib=round(tree_rss_mib(pids[0]), 1),
+        front_rss_mib=round(tree_rss_mib(pids[1]), 1),
         shm_used_mib=round(shm_mib, 2),
         shm_files=shm_files,
     )

@@ -101,20 +101,19 @@ class ClientOptions:
 
     def grpc_kwargs(self) -> dict[str, Any]:
         """Keepalive, and TLS when a root certificate is given, for tritonclient's gRPC clients."""
-        tls = {"ssl": True, "root_certificates": self.root_cert()} if self.root_cert() else {}
+        cert = self.root_cert()
+        tls = {"ssl": True, "root_certificates": cert} if cert else {}
         return {"keepalive_options": grpc_keepalive(), **tls}
 
     def http_kwargs(self) -> dict[str, Any]:
         """HTTPS with the given CA, for tritonclient's blocking HTTP client."""
-        if not self.root_cert():
-            return {}
-        return {"ssl": True, "ssl_options": {"ca_certs": self.root_cert()}}
+        cert = self.root_cert()
+        return {"ssl": True, "ssl_options": {"ca_certs": cert}} if cert else {}
 
     def http_asyncio_kwargs(self) -> dict[str, Any]:
         """HTTPS with the given CA, for tritonclient's asyncio HTTP client (aiohttp)."""
-        if not self.root_cert():
-            return {}
-        return {"ssl": True, "ssl_context": ssl.create_default_context(cafile=self.root_cert())}
+        cert = self.root_cert()
+        return {"ssl": True, "ssl_context": ssl.create_default_context(cafile=cert)} if cert else {}
 
 
 def call_kwargs(protocol: Protocol, timeout_s: float) -> dict[str, Any]:
