@@ -102,6 +102,9 @@ def test_bench_front_without_haproxy_fails_with_one_line_before_starting_a_serve
     assert not (tmp_path / "out").exists()
 
 
+FRONT = ["front", "--upstream", "127.0.0.1:9", "--upstream-grpc", "127.0.0.1:10"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -109,6 +112,14 @@ def test_bench_front_without_haproxy_fails_with_one_line_before_starting_a_serve
         (["bench", "resnet50_image", "--users", "a,b"], "--users must be a comma-separated"),
         (["bench", "resnet50_image", "--rate", "5", "--users", "1,2"], "give one --users value"),
         (["serve", "--tls-cert", "/nonexistent/cert.pem"], "needs both a certificate and its key"),
+        (
+            [*FRONT, "--tls-cert", "/nonexistent/cert.pem"],
+            "needs both a certificate and its key",
+        ),
+        (
+            [*FRONT, "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
+            "TLS file /nonexistent/cert.pem does not exist",
+        ),
         (["infer", "resnet50", "x.jpg", "--url", "127.0.0.1:9", "--timeout", "2"], "unreachable"),
     ],
 )

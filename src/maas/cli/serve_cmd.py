@@ -184,7 +184,7 @@ def front_command(
     """Run only the gateway, before any Triton (e.g. NVIDIA's container)."""
     with user_errors():
         if (tls_cert is None) != (tls_key is None):
-            raise typer.BadParameter("TLS needs both --tls-cert and --tls-key")
+            raise ServerError("TLS needs both a certificate and its key")  # as maas serve says
         http_host, http_port = split_address(upstream, "--upstream")
         grpc_host, grpc_port_upstream = split_address(upstream_grpc, "--upstream-grpc")
         if http_host != grpc_host:
