@@ -109,7 +109,7 @@ def load_spec(options: BenchOptions, model: str | None = None) -> LoadSpec:
         duration_s=options.duration_s,
         warmup_s=options.warmup_s,
         stats_url=options.resolved_stats_url(),
-        server_pid=listener_pid(options.resolved_url()),
+        server_pids=tuple(pid for pid in (listener_pid(options.resolved_url()),) if pid),
         progress=options.progress,
     )
 

@@ -49,7 +49,8 @@ class LoadSpec:
     duration_s: float = 10.0
     warmup_s: float = 3.0
     stats_url: str = ""  # Triton's HTTP host:port for /v2/models/stats; empty: no server stats
-    server_pid: int = 0  # the server process, for its CPU time (children included); 0: unknown
+    # the server's processes, for their CPU time and memory (descendants included); (): unknown
+    server_pids: tuple[int, ...] = ()
     progress: bool = True  # a line per level on stderr; off where the caller prints its own
 
 
@@ -76,6 +77,7 @@ class LevelResult:
     server_cpu_ms: float = (
         0.0  # CPU time of the server and its model processes per call; 0: unknown
     )
+    server_peak_rss_mib: float = 0.0  # the server's resident memory at its highest; 0: unknown
     errors: dict[str, int] = field(default_factory=dict)
     server: list[ModelBreakdown] = field(default_factory=list)
 

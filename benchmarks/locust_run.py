@@ -23,7 +23,7 @@ from locust.env import Environment
 from maas.benchmarks import locust_users as users
 from maas.benchmarks.load_test import Level, LevelResult, LoadSpec, summarise_window
 from maas.benchmarks.pacing import LoadConfig
-from maas.benchmarks.process_tree import tree_cpu_s
+from maas.benchmarks.process_tree import tree_cpu_s, tree_rss_mib
 from maas.benchmarks.server_stats import Snapshot, breakdown, fetch_snapshot
 
 import gevent  # isort: skip  (after locust, which patches the standard library for it)
@@ -100,7 +100,8 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     gevent.sleep(spec.warmup_s)
     drain()
     before = snapshot(spec)
-    cpu_before = (time.process_time(), tree_cpu_s(spec.server_pid))
+    cpu_before = (time.process_time(), server_cpu_s(spec))
+    memory = gevent.spawn(peak_rss_mib, spec.server_pids)
     environment.stats.reset_all()
     recorder = Recorder()
     environment.events.request.add_listener(recorder.on_request)
@@ -113,7 +114,8 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     drain()
     elapsed = time.perf_counter() - opened
     client_cpu = time.process_time() - cpu_before[0]
-    server_cpu = tree_cpu_s(spec.server_pid) - cpu_before[1]
+    server_cpu = server_cpu_s(spec) - cpu_before[1]
+    memory.kill(block=True)
     recorder.recording = False
     environment.events.request.remove_listener(recorder.on_request)
     after = snapshot(spec)
@@ -133,9 +135,28 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     calls = max(1, result.requests + result.failures)
     result.client_cpu_ms = client_cpu * 1000.0 / calls
     result.server_cpu_ms = server_cpu * 1000.0 / calls
+    result.server_peak_rss_mib = PEAK_RSS.pop(tuple(spec.server_pids), 0.0)
     if not result.requests and not result.failures:
         raise RuntimeError(f"no call was made at {level.label}: {first_exception(environment)}")
     return result  # the gate stays shut: users stop between levels with nothing in flight
+
+
+def server_cpu_s(spec: LoadSpec) -> float:
+    """CPU seconds the server's process trees have used so far."""
+    return sum(tree_cpu_s(pid) for pid in spec.server_pids)
+
+
+PEAK_RSS: dict[tuple[int, ...], float] = {}  # what peak_rss_mib saw in the window, by pids
+RSS_INTERVAL_S = 0.25
+
+
+def peak_rss_mib(pids: tuple[int, ...]) -> None:
+    """Sample the server trees' resident memory until killed; keep the highest in PEAK_RSS."""
+    key = tuple(pids)
+    PEAK_RSS[key] = 0.0
+    while pids:
+        PEAK_RSS[key] = max(PEAK_RSS[key], sum(tree_rss_mib(pid) for pid in pids))
+        gevent.sleep(RSS_INTERVAL_S)
 
 
 def first_exception(environment: Environment) -> str:
