@@ -1,4 +1,4 @@
-"""Locust users that call one served model: Triton over HTTP or gRPC, or the naive baseline.
+"""Locust users that call one served model: Triton over HTTP or gRPC, a peer, or the naive service.
 
 Each user holds one client, built in `on_start` with every request's inputs serialised up
 front, so the timed region is the call alone. Every call, failed or not, is reported through
@@ -31,7 +31,9 @@ from maas.base.triton.endpoints import DEFAULT_URLS  # noqa: E402
 from maas.base.triton.repository import ModelRepository  # noqa: E402
 
 from .pacing import ARRIVALS, DELAY_TOLERANCE_S, PROTOCOLS, ArrivalSchedule, LoadConfig  # noqa: E402
-from .workloads import RAW_IMAGE_INPUT, Inputs, Workload, build_workload  # noqa: E402
+from .peers import wire  # noqa: E402
+from .peers.tasks import task_of_model  # noqa: E402
+from .workloads import Inputs, Workload, build_workload  # noqa: E402
 
 
 @dataclass
@@ -175,8 +177,8 @@ def _triton_datatype(array: Any) -> str:
     return str(np_to_triton_dtype(array.dtype))
 
 
-class NaiveTransport:
-    """POST the encoded image to the naive FastAPI service, as its users would."""
+class PeerTransport:
+    """HTTP to a peer (BentoML, Ray Serve, TorchServe) or the naive service, as its client would."""
 
     def __init__(self, config: LoadConfig, user_number: int) -> None:
         from geventhttpclient import HTTPClient
@@ -185,21 +187,18 @@ class NaiveTransport:
         self.client = HTTPClient(
             host, int(port), network_timeout=config.timeout_s, connection_timeout=config.timeout_s
         )
+        self.peer = config.protocol
+        self.task = task_of_model(config.model)
 
     def prepare(self, inputs: Inputs) -> Any:
-        """The raw image bytes; the naive service takes nothing else."""
-        if RAW_IMAGE_INPUT not in inputs:
-            raise ValueError("the naive service takes encoded images; bench an image ensemble")
-        return bytes(inputs[RAW_IMAGE_INPUT].reshape(-1)[0])
+        """The request the peer takes, serialised once."""
+        return wire.encode(self.peer, self.task, inputs)
 
     def send(self, prepared: Any) -> int:
-        """One POST /predict; anything but 200 is a failure."""
-        response = self.client.post(
-            "/predict", body=prepared, headers={"Content-Type": "application/octet-stream"}
-        )
+        """One POST; anything but a 200 with a JSON answer is a failure."""
+        response = self.client.post(prepared.path, body=prepared.body, headers=prepared.headers)
         body = response.read()
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {body[:200]!r}")
+        wire.decode(response.status_code, body)
         return len(body)
 
     def close(self) -> None:
@@ -210,7 +209,7 @@ class NaiveTransport:
 TRANSPORTS: dict[str, Callable[[LoadConfig, int], Transport]] = {
     "http": TritonTransport,
     "grpc": TritonTransport,
-    "naive": NaiveTransport,
+    **dict.fromkeys(wire.CALLERS, PeerTransport),
 }
 
 

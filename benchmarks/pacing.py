@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from maas.base.triton.endpoints import DEFAULT_URLS
 
-PROTOCOLS = ("http", "grpc", "naive")
+from .peers.tasks import CALLERS
+
+PROTOCOLS = ("http", "grpc", *CALLERS)
 ARRIVALS = ("constant", "poisson")
 DELAY_TOLERANCE_S = 0.002  # a call sent later than this after its slot counts as delayed
 
@@ -23,7 +25,8 @@ class LoadConfig:
 
     model: str = ""
     url: str = DEFAULT_URLS["http"]
-    protocol: str = "http"  # http | grpc: Triton; naive: the FastAPI baseline service
+    # http | grpc: Triton; naive: the FastAPI baseline service; bentoml | ray | torchserve: peers
+    protocol: str = "http"
     repository: str = "model_repository"
     shm: bool = False  # send inputs through system shared memory (Triton only)
     rate: float = 0.0  # requests/s offered by all users together; 0 = closed loop
@@ -40,8 +43,8 @@ class LoadConfig:
             raise ValueError(f"protocol {self.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
         if self.arrival not in ARRIVALS:
             raise ValueError(f"arrival {self.arrival!r}: expected one of {', '.join(ARRIVALS)}")
-        if self.shm and self.protocol == "naive":
-            raise ValueError("shared memory is a Triton feature; the naive service has none")
+        if self.shm and self.protocol not in ("http", "grpc"):
+            raise ValueError(f"shared memory is a Triton feature; {self.protocol} has none")
         if self.rate < 0:
             raise ValueError(f"rate must be ≥ 0 requests/s, got {self.rate}")
 
