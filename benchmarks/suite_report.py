@@ -14,6 +14,9 @@ import numpy as np
 
 from .fingerprint import render as render_fingerprint
 from .load_report import BenchRun, plot_run, render_run, write_run_files
+from .peers_bench import PeersResult
+from .peers_report import goals as peers_goals
+from .peers_report import goals_table as goals_table_of_peers
 from .report import markdown_table
 from .suite import (
     GOAL_LIMIT_RATIO,
@@ -250,8 +253,26 @@ def plot_ladder(result: SuiteResult, folder: Path) -> str:
     return path.name
 
 
+def peers_section(peers: PeersResult | None) -> list[str]:
+    """The peers benchmark's goals, when it ran with the suite, and where its report is."""
+    if peers is None:
+        return []
+    return [
+        "## Against the peers (BentoML, Ray Serve, TorchServe)",
+        "",
+        goals_table_of_peers(peers_goals(peers)),
+        "",
+        "Full report: [peers/report.md](peers/report.md).",
+        "",
+    ]
+
+
 def write_suite_report(
-    result: SuiteResult, print_: dict[str, object], options: SuiteOptions, command: str
+    result: SuiteResult,
+    print_: dict[str, object],
+    options: SuiteOptions,
+    command: str,
+    peers: PeersResult | None = None,
 ) -> Path:
     """report.md with the goals first, then every run; plus plots, CSV and JSON."""
     folder = options.out
@@ -267,6 +288,7 @@ def write_suite_report(
         "",
         goals_table(goals(result)),
         "",
+        *peers_section(peers),
         "## Overhead ladder (resnet50, preprocessed tensors)",
         "",
         ladder_table(result),

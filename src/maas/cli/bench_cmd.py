@@ -1,4 +1,4 @@
-"""The benchmark commands: bench, bench-suite, bench-front, bench-padding, bench-targets, soak.
+"""The benchmark commands: bench, bench-suite/-peers/-front/-padding/-targets, soak.
 
 maas.benchmarks loads Locust and gevent (and maas.export torch), so each command imports what
 it runs inside itself: `maas --help` and the other commands start without them.
@@ -100,9 +100,14 @@ def bench_suite_command(
     out: OutOption = Path("benchmarks/results/reference"),
     duration: DurationOption = 8.0,
     warmup: WarmupOption = 3.0,
+    peers: Annotated[
+        bool, typer.Option(help="Also run bench-peers into OUT/peers (~40 min more).")
+    ] = False,
     repository: RepositoryOption = DEFAULT_REPOSITORY,
 ) -> None:
     """Reference run: every benchmark goal side by side (starts its own server; ~10 min)."""
+    from maas.benchmarks.peers_bench import PeersOptions, run_peers
+    from maas.benchmarks.peers_report import write_peers_report
     from maas.benchmarks.suite import SuiteOptions, run_suite
     from maas.benchmarks.suite_report import goals, write_suite_report
 
@@ -110,10 +115,81 @@ def bench_suite_command(
     with user_errors():
         options = SuiteOptions(repository=repository, out=out, duration_s=duration, warmup_s=warmup)
         result, print_ = run_suite(options)
-        path = write_suite_report(result, print_, options, command_line())
+        against = None
+        if peers:
+            peers_options = PeersOptions(repository=repository, out=out / "peers")
+            against = run_peers(peers_options)
+            write_peers_report(against, peers_options, peers_options.out, print_)
+        path = write_suite_report(result, print_, options, command_line(), against)
         for goal in goals(result):
             typer.echo(f"{'met   ' if goal.met else 'MISSED'} {goal.name}: {goal.measured}")
         typer.echo(f"report  {path}")
+
+
+def bench_peers_command(
+    out: OutOption = Path("benchmarks/results/peers"),
+    tasks: Annotated[
+        str, typer.Option(help="Tasks: resnet50-jpeg, resnet50-tensor, minilm-text.")
+    ] = "resnet50-jpeg,resnet50-tensor,minilm-text",
+    peers: Annotated[str, typer.Option(help="Peers: bentoml, ray, torchserve.")] = (
+        "bentoml,ray,torchserve"
+    ),
+    users: UsersOption = "1,4,16,32",
+    rates: Annotated[
+        str, typer.Option(help="Offered requests/s for every task [default: per task].")
+    ] = "",
+    duration: DurationOption = 8.0,
+    warmup: WarmupOption = 3.0,
+    every_setting: Annotated[
+        bool, typer.Option(help="Each peer under every setting (off: its first only).")
+    ] = True,
+    naive: Annotated[bool, typer.Option(help="The naive FastAPI service as the floor.")] = True,
+    from_results: Annotated[
+        Path | None, typer.Option(help="Write the report from a saved results.json; no load.")
+    ] = None,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """Against the peers: BentoML, Ray Serve, TorchServe on the same artifacts (~40 min)."""
+    from maas.benchmarks.bench import parse_list
+    from maas.benchmarks.fingerprint import fingerprint
+    from maas.benchmarks.peers_bench import PeersOptions, load_result, run_peers
+    from maas.benchmarks.peers_report import goals, write_peers_report
+
+    setup_logging()
+    with user_errors():
+        options = PeersOptions(
+            repository=repository,
+            out=out,
+            tasks=split_names(tasks),
+            peers=split_names(peers),
+            users=tuple(int(count) for count in parse_list(users, int, "--users")),
+            rates=task_rates(split_names(tasks), parse_list(rates, float, "--rate")),
+            duration_s=duration,
+            warmup_s=warmup,
+            every_setting=every_setting,
+            naive=naive,
+        )
+        result = load_result(from_results) if from_results else run_peers(options)
+        path = write_peers_report(result, options, out, result.machine or fingerprint())
+        for goal in goals(result):
+            typer.echo(
+                f"{'met   ' if goal.met else 'MISSED'} {goal.task} {goal.name}: {goal.measured}"
+            )
+        for name, reason in result.unavailable.items():
+            typer.echo(f"not run {name}: {reason}")
+        typer.echo(f"report  {path}")
+
+
+def task_rates(tasks: tuple[str, ...], rates: tuple[float, ...]) -> dict[str, tuple[float, ...]]:
+    """The same offered rates for every task, or each task's own when none are given."""
+    from maas.benchmarks.peers_bench import RATES
+
+    return {task: rates or RATES.get(task, ()) for task in tasks}
+
+
+def split_names(text: str) -> tuple[str, ...]:
+    """'a, b' → ('a', 'b')."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def bench_front_command(
