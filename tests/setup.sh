@@ -17,6 +17,16 @@ if ! ldconfig -p 2>/dev/null | grep -q "libpython${version}.so.1.0"; then
   fi
 fi
 
+# TorchServe (a peer of the peers benchmark) runs its frontend on Java 17.
+if ! command -v java >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing openjdk-17-jre-headless for TorchServe (peers benchmark)"
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    echo "note: no java; the TorchServe peer will be skipped (apt-get install openjdk-17-jre-headless)" >&2
+  fi
+fi
+
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # strict editable mode links the mapped folders into one static tree that mypy can read too
