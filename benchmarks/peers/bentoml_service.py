@@ -38,18 +38,18 @@ class MaasPeer:
     def __init__(self) -> None:
         self.work = PeerWork.from_environment()
 
-    @bentoml.api(**batching("resnet50-jpeg"))  # type: ignore[misc]
+    @bentoml.api(**batching("resnet50-jpeg"))  # type: ignore[untyped-decorator]
     def resnet50_jpeg(self, images: list[Path]) -> list[dict[str, list[float]]]:
         """Logits and probabilities of each uploaded image."""
         return [as_json(outputs) for outputs in self.work.images([p.read_bytes() for p in images])]
 
-    @bentoml.api(batch_dim=0, **batching("resnet50-tensor"))  # type: ignore[misc]
+    @bentoml.api(batch_dim=0, **batching("resnet50-tensor"))  # type: ignore[untyped-decorator]
     def resnet50_tensor(self, pixels: np.ndarray) -> np.ndarray:
         """[n, 2, 1000]: logits and probabilities of each preprocessed image."""
         results = self.work.tensors(pixels)
         return np.stack([np.concatenate([r["logits"], r["probabilities"]]) for r in results])
 
-    @bentoml.api(**batching("minilm-text"))  # type: ignore[misc]
+    @bentoml.api(**batching("minilm-text"))  # type: ignore[untyped-decorator]
     def minilm_text(self, texts: list[str]) -> np.ndarray:
         """[n, 384]: the sentence embedding of each text."""
         return np.concatenate([outputs["embeddings"] for outputs in self.work.texts(texts)])

@@ -8,6 +8,7 @@ the batch size (Ray's default of 5 would cap every batch at 5), as the guide say
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -50,13 +51,15 @@ class MaasPeer:
 
 def main(port: int) -> None:
     """Start Ray and Serve, deploy, and serve until told to stop."""
-    ray.init(num_cpus=CORES, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(
+        num_cpus=CORES, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+    )
     serve.start(
         http_options={"host": "127.0.0.1", "port": port},
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
     serve.run(
-        MaasPeer.bind(),
+        MaasPeer.bind(),  # type: ignore[attr-defined]
         route_prefix=f"/{TASK.route}",
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )

@@ -51,8 +51,8 @@ def encode(peer: str, task: PeerTask, inputs: Inputs) -> PeerRequest:
     if task.kind == "image-tensor":
         pixels = np.ascontiguousarray(next(iter(inputs.values())), dtype=np.float32)
         if peer == "bentoml":
-            document = json.dumps({"pixels": pixels.tolist()}).encode()
-            return PeerRequest(path, document, {"Content-Type": "application/json"})
+            as_json = json.dumps({"pixels": pixels.tolist()}).encode()
+            return PeerRequest(path, as_json, {"Content-Type": "application/json"})
         return PeerRequest(path, pixels.tobytes(), {"Content-Type": "application/octet-stream"})
     sentence = bytes(inputs[RAW_TEXT_INPUT].reshape(-1)[0]).decode()
     document: dict[str, Any] = {"texts": [sentence]} if peer == "bentoml" else {"text": sentence}

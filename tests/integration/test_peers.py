@@ -79,7 +79,7 @@ def test_each_peer_answers_what_maas_serves(
         np.testing.assert_allclose(answer["logits"], expected["logits"].reshape(-1), atol=0.1)
 
 
-def test_a_short_peers_run_writes_the_report_with_both_systems_measured(
+def test_a_short_peers_run_writes_the_report_with_every_system_measured(
     exported: Exported, tmp_path: Path
 ) -> None:
     peer_or_skip("bentoml")
@@ -95,14 +95,19 @@ def test_a_short_peers_run_writes_the_report_with_both_systems_measured(
         assert section in report
     assert "BentoML: bentoml 1.4.40" in report
     document = json.loads((tmp_path / "results.json").read_text())
-    systems = {run["system"]: run for run in document["runs"]}
-    assert sorted(systems) == ["bentoml", "maas"]
-    for run in systems.values():
+    runs = document["runs"]
+    assert sorted((run["system"], run["setting"][:4]) for run in runs) == [
+        ("bentoml", "1 wo"),
+        ("maas", "HTTP"),
+        ("maas", "gRPC"),
+    ]  # maas over both protocols, the better compared
+    assert sum(run["chosen"] for run in runs if run["system"] == "maas") == 1
+    for run in runs:
         assert [level["level"]["users"] for level in run["levels"]] == [1, 2, 32]
         for level in run["levels"]:
             assert level["requests"] > 0 and level["failures"] == 0
             assert level["server_cpu_ms"] > 0 and level["server_peak_rss_mib"] > 50
-    for level in systems["maas"]["levels"]:  # Triton counted exactly the calls Locust made
+    for level in [lv for run in runs if run["system"] == "maas" for lv in run["levels"]]:
         served = {row["model"]: row["requests"] for row in level["server"]}
         assert served["minilm_text"] == level["requests"]
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))

@@ -176,3 +176,13 @@ def test_a_peer_that_is_not_installed_says_how_to_install_it() -> None:
     reason = missing_modules("json", "no_such_peer.serve")
     assert reason == "no_such_peer.serve not installed (pip install 'maas[peers]')"
     assert missing_modules("json") == ""
+
+
+def test_the_strict_p99_goal_counts_a_setting_that_lost_on_throughput() -> None:
+    maas = run("maas", level(1, 100, 5), level(4, 300, 9))
+    slow_but_quick = run("bentoml", level(1, 90, 4), level(4, 100, 20), setting="one worker")
+    best = run("bentoml", level(1, 80, 6), level(4, 150, 20), setting="two workers")
+    choose_best([slow_but_quick, best])
+    assert p99_goal("t", [maas, slow_but_quick, best]).met
+    strict = p99_goal("t", [maas, slow_but_quick, best], every_setting=True)
+    assert not strict.met and strict.measured == "1 users: Bentoml (one worker) 4.0 ≤ maas 5.0 ms"
