@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Protocol
 
 import psutil
 
@@ -68,40 +67,21 @@ class PeerSetting:
 
 
 @dataclass(frozen=True)
+class PeerCommand:
+    """How to start a peer: its command line and environment, its address, when it is ready."""
+
+    argv: list[str]
+    variables: dict[str, str]
+    url: str  # host:port
+    ready: Callable[[Path], bool]  # given the peer's log
+
+
+@dataclass(frozen=True)
 class RunningPeer:
     """A started peer: where to call it and the processes that are its cost."""
 
     url: str  # host:port
     pids: tuple[int, ...]
-
-
-class Launcher(Protocol):
-    """How one peer is started."""
-
-    name: str
-    title: str
-
-    def missing(self) -> str:
-        """Why this peer cannot run here; empty if it can."""
-        ...
-
-    def versions(self) -> str:
-        """The exact versions that ran."""
-        ...
-
-    def settings(self) -> tuple[PeerSetting, ...]:
-        """The batching settings to try; the best one is reported."""
-        ...
-
-    def start(
-        self,
-        setting: PeerSetting,
-        env: PeerEnvironment,
-        workdir: Path,
-        started: list[subprocess.Popen[bytes]],
-    ) -> RunningPeer:
-        """Start serving (each process into `started`); return once requests can be answered."""
-        ...
 
 
 def package_versions(*names: str) -> str:
@@ -200,7 +180,7 @@ def stop_tree(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running(
-    launcher: Launcher, setting: PeerSetting, env: PeerEnvironment, workdir: Path
+    launcher: PeerLauncher, setting: PeerSetting, env: PeerEnvironment, workdir: Path
 ) -> Iterator[RunningPeer]:
     """Start a peer, yield it, and stop its whole tree on the way out."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -212,121 +192,106 @@ def running(
             stop_tree(process)
 
 
-class BentoMLLauncher:
+class PeerLauncher:
+    """What every launcher shares: its packages, its settings, and how a process is awaited."""
+
+    name = ""
+    title = ""
+    modules: tuple[str, ...] = ()  # importable when the peer is installed
+    packages: tuple[str, ...] = ()  # whose versions the report names
+    wait_ms = 0.0  # the batch wait the peer's documentation suggests; 0: adaptive
+
+    def missing(self) -> str:
+        """Why this peer cannot run here; empty if it can."""
+        return missing_modules(*self.modules)
+
+    def versions(self) -> str:
+        """The exact versions that ran."""
+        return package_versions(*self.packages)
+
+    def settings(self) -> tuple[PeerSetting, ...]:
+        """The settings tried: one worker with every core, two with one core each."""
+        return (PeerSetting(1, self.wait_ms), PeerSetting(2, self.wait_ms))
+
+    def start(
+        self,
+        setting: PeerSetting,
+        env: PeerEnvironment,
+        workdir: Path,
+        started: list[subprocess.Popen[bytes]],
+    ) -> RunningPeer:
+        """Start serving (each process into `started`); return once requests can be answered."""
+        planned = self.command(setting, env, workdir)
+        log = workdir / f"{self.name}.log"
+        process = spawn(planned.argv, planned.variables, log, workdir)
+        started.append(process)
+        wait_until(lambda: planned.ready(log), process, self.title, log)
+        return RunningPeer(planned.url, (process.pid,))
+
+    def command(self, setting: PeerSetting, env: PeerEnvironment, workdir: Path) -> PeerCommand:
+        """The peer's command line for one setting and task."""
+        raise NotImplementedError
+
+
+class BentoMLLauncher(PeerLauncher):
     """`bentoml serve` of MaasPeer: adaptive batching, `workers` processes."""
 
-    name = "bentoml"
-    title = "BentoML"
+    name, title = "bentoml", "BentoML"
+    modules = packages = ("bentoml",)
 
-    def missing(self) -> str:
-        """Why this peer cannot run here; empty if it can."""
-        return missing_modules("bentoml")
-
-    def versions(self) -> str:
-        """The exact versions that ran."""
-        return package_versions("bentoml")
-
-    def settings(self) -> tuple[PeerSetting, ...]:
-        """The settings tried: one worker with every core, two with one core each."""
-        return (PeerSetting(1), PeerSetting(2))
-
-    def start(
-        self,
-        setting: PeerSetting,
-        env: PeerEnvironment,
-        workdir: Path,
-        started: list[subprocess.Popen[bytes]],
-    ) -> RunningPeer:
-        """Start the peer; return once it answers."""
-        port = free_port()
-        log = workdir / "bentoml.log"
+    def command(self, setting: PeerSetting, env: PeerEnvironment, workdir: Path) -> PeerCommand:
+        """`bentoml serve`, ready once /readyz answers."""
+        url = f"127.0.0.1:{free_port()}"
         command = [str(Path(sys.executable).parent / "bentoml"), "serve"]
         command += ["maas.benchmarks.peers.bentoml_service:MaasPeer", "--host", "127.0.0.1"]
-        command += ["--port", str(port)]
-        process = spawn(command, environment(env, setting), log, workdir)
-        url = f"127.0.0.1:{port}"
-        started.append(process)
-        wait_until(lambda: http_ok(f"http://{url}/readyz"), process, self.title, log)
-        return RunningPeer(url, (process.pid,))
+        command += ["--port", url.rsplit(":", 1)[1]]
+        ready = lambda _: http_ok(f"http://{url}/readyz")  # noqa: E731
+        return PeerCommand(command, environment(env, setting), url, ready)
 
 
-class RayServeLauncher:
+class RayServeLauncher(PeerLauncher):
     """A local Ray with Serve's HTTP proxy and one `@serve.batch` deployment."""
 
-    name = "ray"
-    title = "Ray Serve"
+    name, title = "ray", "Ray Serve"
+    modules, packages = ("ray", "ray.serve"), ("ray",)
+    wait_ms = 10.0  # Ray Serve's default batch_wait_timeout_s
 
-    def missing(self) -> str:
-        """Why this peer cannot run here; empty if it can."""
-        return missing_modules("ray", "ray.serve")
-
-    def versions(self) -> str:
-        """The exact versions that ran."""
-        return package_versions("ray")
-
-    def settings(self) -> tuple[PeerSetting, ...]:
-        """The settings tried: one worker with every core, two with one core each."""
-        return (PeerSetting(1, 10.0), PeerSetting(2, 10.0))
-
-    def start(
-        self,
-        setting: PeerSetting,
-        env: PeerEnvironment,
-        workdir: Path,
-        started: list[subprocess.Popen[bytes]],
-    ) -> RunningPeer:
-        """Start the peer; return once it answers."""
+    def command(self, setting: PeerSetting, env: PeerEnvironment, workdir: Path) -> PeerCommand:
+        """The Serve app script, ready once it prints READY."""
         port = free_port()
-        log = workdir / "ray.log"
         command = [sys.executable, "-m", "maas.benchmarks.peers.ray_app", str(port)]
-        variables = environment(env, setting) | {"RAY_TMPDIR": str(short_tmp(workdir))}
-        process = spawn(command, variables, log, workdir)
-        url = f"127.0.0.1:{port}"
-        started.append(process)
-        wait_until(lambda: "READY" in log.read_text(errors="replace"), process, self.title, log)
-        return RunningPeer(url, (process.pid,))
+        variables = environment(env, setting) | {"RAY_TMPDIR": str(short_tmp())}
+        ready = lambda log: "READY" in log.read_text(errors="replace")  # noqa: E731
+        return PeerCommand(command, variables, f"127.0.0.1:{port}", ready)
 
 
-def short_tmp(workdir: Path) -> Path:
+def short_tmp() -> Path:
     """Ray's socket paths must stay under 107 bytes: a short folder of its own in /tmp."""
     folder = Path("/tmp") / f"maas-ray-{os.getpid()}"
     folder.mkdir(exist_ok=True)
     return folder
 
 
-class TorchServeLauncher:
+class TorchServeLauncher(PeerLauncher):
     """TorchServe (Java frontend) with the handler archived as a .mar, batching per model."""
 
-    name = "torchserve"
-    title = "TorchServe"
+    name, title = "torchserve", "TorchServe"
+    modules, packages = ("ts", "model_archiver"), ("torchserve", "torch-model-archiver")
+    wait_ms = 10.0
 
     def missing(self) -> str:
         """Why this peer cannot run here; empty if it can."""
-        absent = missing_modules("ts", "model_archiver")
-        if absent:
+        absent = super().missing()
+        if absent or shutil.which("java") is not None:
             return absent
-        if shutil.which("java") is None:
-            return (
-                "no Java runtime (TorchServe's frontend): apt-get install openjdk-17-jre-headless"
-            )
-        return ""
+        return "no Java runtime (TorchServe's frontend): apt-get install openjdk-17-jre-headless"
 
     def versions(self) -> str:
-        """The exact versions that ran."""
-        return f"{package_versions('torchserve', 'torch-model-archiver')}, {java_version()}"
+        """The exact versions that ran, Java's included."""
+        return f"{super().versions()}, {java_version()}"
 
-    def settings(self) -> tuple[PeerSetting, ...]:
-        """The settings tried: one worker with every core, two with one core each."""
-        return (PeerSetting(1, 10.0), PeerSetting(2, 10.0))
-
-    def start(
-        self,
-        setting: PeerSetting,
-        env: PeerEnvironment,
-        workdir: Path,
-        started: list[subprocess.Popen[bytes]],
-    ) -> RunningPeer:
-        """Start the peer; return once it answers."""
+    def command(self, setting: PeerSetting, env: PeerEnvironment, workdir: Path) -> PeerCommand:
+        """`torchserve --foreground` on an archive made here, ready once every worker is."""
         task = TASKS[env.task]
         store = workdir / "model_store"
         archive(task.route, store, workdir)
@@ -337,13 +302,10 @@ class TorchServeLauncher:
         )
         command = [str(Path(sys.executable).parent / "torchserve"), "--start", "--foreground"]
         command += ["--ncs", "--ts-config", str(config), "--disable-token-auth"]
-        log = workdir / "torchserve.log"
-        process = spawn(command, environment(env, setting), log, workdir)
-        url = f"127.0.0.1:{ports['inference']}"
-        started.append(process)
         describe = f"http://127.0.0.1:{ports['management']}/models/{task.route}"
-        wait_until(lambda: ready_workers(describe) >= setting.workers, process, self.title, log)
-        return RunningPeer(url, (process.pid,))
+        ready = lambda _: ready_workers(describe) >= setting.workers  # noqa: E731
+        url = f"127.0.0.1:{ports['inference']}"
+        return PeerCommand(command, environment(env, setting), url, ready)
 
 
 def archive(name: str, store: Path, workdir: Path) -> None:
@@ -429,7 +391,7 @@ def java_version() -> str:
     return completed.stderr.splitlines()[0] if completed.stderr else "java (unknown version)"
 
 
-LAUNCHERS: dict[str, Launcher] = {
+LAUNCHERS: dict[str, PeerLauncher] = {
     launcher.name: launcher
     for launcher in (BentoMLLauncher(), RayServeLauncher(), TorchServeLauncher())
 }
