@@ -57,8 +57,20 @@ def library_versions(packages: Iterable[str]) -> dict[str, str]:
 
 
 def git_commit() -> str:
-    """The commit of the working tree, where there is one."""
+    """The commit of the working tree, where there is one, marked if tracked files changed.
+
+    A report measured on uncommitted code must not name a commit that lacks that code.
+    """
     found = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     )
-    return found.stdout.strip() if found.returncode == 0 else ""
+    if found.returncode != 0:
+        return ""
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dirty = changed.returncode == 0 and changed.stdout.strip()
+    return found.stdout.strip() + (" + uncommitted changes" if dirty else "")
