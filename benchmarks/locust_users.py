@@ -32,7 +32,7 @@ from maas.base.triton.repository import ModelRepository  # noqa: E402
 
 from .pacing import ARRIVALS, DELAY_TOLERANCE_S, PROTOCOLS, ArrivalSchedule, LoadConfig  # noqa: E402
 from .peers import wire  # noqa: E402
-from .peers.tasks import task_of_model  # noqa: E402
+from .peers.tasks import task_for  # noqa: E402
 from .workloads import Inputs, Workload, build_workload  # noqa: E402
 
 
@@ -188,7 +188,7 @@ class PeerTransport:
             host, int(port), network_timeout=config.timeout_s, connection_timeout=config.timeout_s
         )
         self.peer = config.protocol
-        self.task = task_of_model(config.model)
+        self.task = task_for(config.protocol, config.model)
 
     def prepare(self, inputs: Inputs) -> Any:
         """The request the peer takes, serialised once."""

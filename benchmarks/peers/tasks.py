@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PEERS = ("bentoml", "ray", "torchserve")
-CALLERS = (*PEERS, "naive")  # the naive FastAPI service takes raw images the way Ray's does
+CALLERS = ("naive", *PEERS)  # the naive FastAPI service takes raw images the way Ray's does
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,10 @@ def task_of_model(model: str) -> PeerTask:
             return task
     known = ", ".join(task.maas_model for task in TASKS.values())
     raise ValueError(f"no peers task serves {model!r}; expected one of {known}")
+
+
+def task_for(caller: str, model: str) -> PeerTask:
+    """What a caller sends for `model`: a peers task, or any image ensemble to the naive service."""
+    if caller == "naive":
+        return PeerTask(model, "image", model, model, 1)
+    return task_of_model(model)

@@ -41,7 +41,7 @@ def encode(peer: str, task: PeerTask, inputs: Inputs) -> PeerRequest:
     path = {"torchserve": f"/predictions/{task.route}", "naive": "/predict"}.get(
         peer, f"/{task.route}"
     )
-    if peer == "naive" and task.kind != "image":
+    if peer == "naive" and RAW_IMAGE_INPUT not in inputs:
         raise ValueError("the naive service takes encoded images; bench an image ensemble")
     if task.kind == "image":
         image = bytes(inputs[RAW_IMAGE_INPUT].reshape(-1)[0])

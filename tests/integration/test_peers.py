@@ -111,6 +111,6 @@ def test_a_short_peers_run_writes_the_report_with_every_system_measured(
         served = {row["model"]: row["requests"] for row in level["server"]}
         assert served["minilm_text"] == level["requests"]
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert len(rows) == 6
+    assert len(rows) == 9  # three runs of three levels
     for plot in ("minilm-text-closed.png", "minilm-text-open.png"):
         assert (tmp_path / plot).read_bytes().startswith(PNG_MAGIC)

@@ -13,7 +13,7 @@ from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.load_test import Level, LevelResult, summarise_window
 from maas.benchmarks.peers import wire
 from maas.benchmarks.peers.launch import CORES, PeerSetting, missing_modules, torchserve_config
-from maas.benchmarks.peers.tasks import TASKS, task_of_model
+from maas.benchmarks.peers.tasks import TASKS, task_for, task_of_model
 from maas.benchmarks.peers_bench import (
     PeersOptions,
     PeersResult,
@@ -62,10 +62,13 @@ def test_bentoml_gets_what_its_client_sends_to_batchable_apis() -> None:
     assert json.loads(text.body) == {"texts": [SENTENCE]}  # a batch of one
 
 
-def test_the_naive_service_takes_images_only() -> None:
-    assert wire.encode("naive", TASKS["resnet50-jpeg"], inputs_of("image")).path == "/predict"
+def test_the_naive_service_takes_images_of_any_image_model_only() -> None:
+    digits = task_for("naive", "digits_cnn_image")
+    request = wire.encode("naive", digits, inputs_of("image"))
+    assert (request.path, request.body) == ("/predict", JPEG)
     with pytest.raises(ValueError, match="encoded images"):
-        wire.encode("naive", TASKS["minilm-text"], inputs_of("text"))
+        wire.encode("naive", task_for("naive", "minilm_text"), inputs_of("text"))
+    assert task_for("ray", "minilm_text") is TASKS["minilm-text"]
 
 
 def test_an_answer_other_than_200_is_a_failure_naming_the_status() -> None:
