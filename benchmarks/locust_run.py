@@ -101,7 +101,7 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     drain()
     before = snapshot(spec)
     cpu_before = (time.process_time(), server_cpu_s(spec))
-    memory = gevent.spawn(peak_rss_mib, spec.server_pids)
+    memory = PeakMemory(tuple(spec.server_pids))
     environment.stats.reset_all()
     recorder = Recorder()
     environment.events.request.add_listener(recorder.on_request)
@@ -115,7 +115,7 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     elapsed = time.perf_counter() - opened
     client_cpu = time.process_time() - cpu_before[0]
     server_cpu = server_cpu_s(spec) - cpu_before[1]
-    memory.kill(block=True)
+    peak_rss_mib = memory.stop()
     recorder.recording = False
     environment.events.request.remove_listener(recorder.on_request)
     after = snapshot(spec)
@@ -135,7 +135,7 @@ def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResu
     calls = max(1, result.requests + result.failures)
     result.client_cpu_ms = client_cpu * 1000.0 / calls
     result.server_cpu_ms = server_cpu * 1000.0 / calls
-    result.server_peak_rss_mib = PEAK_RSS.pop(tuple(spec.server_pids), 0.0)
+    result.server_peak_rss_mib = peak_rss_mib
     if not result.requests and not result.failures:
         raise RuntimeError(f"no call was made at {level.label}: {first_exception(environment)}")
     return result  # the gate stays shut: users stop between levels with nothing in flight
@@ -146,17 +146,25 @@ def server_cpu_s(spec: LoadSpec) -> float:
     return sum(tree_cpu_s(pid) for pid in spec.server_pids)
 
 
-PEAK_RSS: dict[tuple[int, ...], float] = {}  # what peak_rss_mib saw in the window, by pids
-RSS_INTERVAL_S = 0.25
+class PeakMemory:
+    """Samples the server trees' resident memory in a greenlet until stopped."""
 
+    INTERVAL_S = 0.25
 
-def peak_rss_mib(pids: tuple[int, ...]) -> None:
-    """Sample the server trees' resident memory until killed; keep the highest in PEAK_RSS."""
-    key = tuple(pids)
-    PEAK_RSS[key] = 0.0
-    while pids:
-        PEAK_RSS[key] = max(PEAK_RSS[key], sum(tree_rss_mib(pid) for pid in pids))
-        gevent.sleep(RSS_INTERVAL_S)
+    def __init__(self, pids: tuple[int, ...]) -> None:
+        self.pids = pids
+        self.peak_mib = 0.0
+        self.sampler = gevent.spawn(self._sample)
+
+    def _sample(self) -> None:
+        while self.pids:
+            self.peak_mib = max(self.peak_mib, sum(tree_rss_mib(pid) for pid in self.pids))
+            gevent.sleep(self.INTERVAL_S)
+
+    def stop(self) -> float:
+        """Stop sampling; the highest resident MiB seen (0 without pids)."""
+        self.sampler.kill(block=True)
+        return self.peak_mib
 
 
 def first_exception(environment: Environment) -> str:

@@ -14,7 +14,6 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from .baselines import naive_service
 from .bench import listener_pid
 from .fingerprint import fingerprint
 from .load_test import Level, LevelResult, LoadSpec, result_from_dict, run_load_test
-from .peers.launch import LAUNCHERS, PeerSetting, running
+from .peers.launch import LAUNCHERS, PeerLauncher, PeerSetting, running
 from .peers.tasks import PEERS, TASKS, PeerTask
 from .peers.work import PeerEnvironment
 
@@ -65,6 +64,11 @@ class PeersOptions:
             *(Level(users) for users in self.users),
             *(Level(self.rate_users, rate) for rate in rates),
         )
+
+    def settings_of(self, launcher: PeerLauncher) -> tuple[PeerSetting, ...]:
+        """The settings a peer is measured under: all it names, or its first (smoke runs)."""
+        settings = launcher.settings()
+        return settings if self.every_setting else settings[:1]
 
     def check(self) -> None:
         """Refuse names that are not tasks or peers."""
@@ -155,8 +159,7 @@ def run_peers(options: PeersOptions) -> PeersResult:
             result.unavailable[name] = reason
         else:
             result.versions[name] = launcher.versions()
-            chosen = launcher.settings() if options.every_setting else launcher.settings()[:1]
-            result.settings[name] = [setting.label for setting in chosen]
+            result.settings[name] = [setting.label for setting in options.settings_of(launcher)]
     for name in options.tasks:
         task = TASKS[name]
         maas_runs = run_maas(task, options, result)
@@ -165,7 +168,7 @@ def run_peers(options: PeersOptions) -> PeersResult:
         if options.naive and task.kind == "image":
             result.runs.append(run_naive(task, options))
         for peer in result.settings:
-            runs = [run for run in peer_runs(peer, task, options, result) if run is not None]
+            runs = peer_runs(peer, task, options, result)
             choose_best(runs)
             result.runs += runs
     return result
@@ -173,18 +176,18 @@ def run_peers(options: PeersOptions) -> PeersResult:
 
 def peer_runs(
     peer: str, task: PeerTask, options: PeersOptions, result: PeersResult
-) -> Iterator[SystemRun | None]:
+) -> list[SystemRun]:
     """The peer under each of its settings; a setting that fails is noted and skipped."""
     launcher = LAUNCHERS[peer]
-    settings = launcher.settings() if options.every_setting else launcher.settings()[:1]
-    for setting in settings:
+    runs = []
+    for setting in options.settings_of(launcher):
         try:
-            yield run_peer(peer, setting, task, options)
+            runs.append(run_peer(peer, setting, task, options))
         except BenchmarkError as error:
             message = f"{launcher.title} ({setting.label}) on {task.name}: {error}"
             log.warning("%s", message)
             result.failed.append(message)
-            yield None
+    return runs
 
 
 def choose_best(runs: list[SystemRun]) -> None:

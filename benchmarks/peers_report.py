@@ -240,8 +240,8 @@ def plot_task(task: str, runs: Sequence[SystemRun], folder: Path) -> list[str]:
 def task_section(task: str, result: PeersResult, folder: Path) -> str:
     """One task: what it is, the tables, the plots."""
     runs = result.of_task(task)
-    closed = [level for level in dict.fromkeys(lv.level for run in runs for lv in run.closed)]
-    opened = [level for level in dict.fromkeys(lv.level for run in runs for lv in run.open_loop)]
+    closed = list(dict.fromkeys(level.level for run in runs for level in run.closed))
+    opened = list(dict.fromkeys(level.level for run in runs for level in run.open_loop))
     spec = TASKS[task]
     lines = [
         f"## {task}",

@@ -9,17 +9,21 @@ from __future__ import annotations
 import psutil
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by a process and its descendants (Triton: its Python stubs)."""
+def tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants; empty if there is none or it is gone."""
     if not pid:
-        return 0.0
+        return []
     try:
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0.0
+        return []
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its descendants (Triton: its Python stubs)."""
     total = 0.0
-    for process in processes:
+    for process in tree(pid):
         try:
             times = process.cpu_times()
         except psutil.Error:  # a stub that exited meanwhile
@@ -30,15 +34,8 @@ def tree_cpu_s(pid: int) -> float:
 
 def tree_rss_mib(pid: int) -> float:
     """Resident MiB of a process and all its descendants; 0 if it is gone."""
-    if not pid:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
     total = 0
-    for process in tree:
+    for process in tree(pid):
         try:
             total += process.memory_info().rss
         except psutil.Error:

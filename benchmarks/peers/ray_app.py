@@ -26,6 +26,7 @@ REPLICAS = int(os.environ.get("MAAS_PEER_WORKERS", "1"))
 WAIT_S = float(os.environ.get("MAAS_PEER_WAIT_MS", "10")) / 1000.0
 TASK = TASKS[PeerEnvironment.from_environment().task]
 CORES = os.cpu_count() or 1
+QUIET_LOGGING = {"enable_access_log": False, "log_level": "WARNING"}  # Serve's and the app's
 
 
 @serve.deployment(
@@ -56,12 +57,12 @@ def main(port: int) -> None:
     )
     serve.start(
         http_options={"host": "127.0.0.1", "port": port},
-        logging_config={"enable_access_log": False, "log_level": "WARNING"},
+        logging_config=QUIET_LOGGING,
     )
     serve.run(
         MaasPeer.bind(),  # type: ignore[attr-defined]
         route_prefix=f"/{TASK.route}",
-        logging_config={"enable_access_log": False, "log_level": "WARNING"},
+        logging_config=QUIET_LOGGING,
     )
     print("READY", flush=True)
     stopping: list[int] = []
