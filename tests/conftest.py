@@ -51,6 +51,7 @@ class RunningServer:
     metrics_port: int
     log: Path
     gateway_metrics_port: int = 0
+    stack_metrics_port: int = 0
     tls_ca: Path | None = None  # the public ports serve TLS only; clients trust this CA
 
     def url(self, protocol: Protocol) -> str:
@@ -114,13 +115,14 @@ def start_maas_serve(
 ) -> RunningServer:
     """Start `maas serve` as a user would, on free ports, and wait until it is ready."""
     http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
-    gateway_metrics_port = free_port()
+    gateway_metrics_port, stack_metrics_port = free_port(), free_port()
     log = workdir / "maas-serve.out"
     command = [
         sys.executable, "-m", "maas.cli", "serve",
         "--repository", str(repository),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port),
         "--metrics-port", str(metrics_port), "--gateway-metrics-port", str(gateway_metrics_port),
+        "--stack-metrics-port", str(stack_metrics_port),
         "--workdir", str(workdir), "--exit-timeout", str(exit_timeout), *extra_args,
     ]  # fmt: skip
     with log.open("w") as out:
@@ -132,6 +134,7 @@ def start_maas_serve(
         metrics_port,
         log,
         gateway_metrics_port,
+        stack_metrics_port,
         Path(extra_args[list(extra_args).index("--tls-cert") + 1])
         if "--tls-cert" in extra_args
         else None,

@@ -23,6 +23,7 @@ import psutil
 
 from maas.base.errors import MaasError
 from maas.clients import NO_RETRIES, ModelClient, Protocol
+from maas.monitor.scrape import scrape
 from maas.serve.stubs import REGION_PREFIX, SHM_DIR, STUB_NAME
 from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
 
@@ -50,6 +51,11 @@ def region_of(stub: psutil.Process) -> str:
 
 def regions() -> set[str]:
     return {path.name for path in SHM_DIR.glob(REGION_PREFIX + "*")}
+
+
+def stack_metric(serve: RunningServer, name: str, **labels: str) -> float:
+    """One of the stack's own metrics, as Prometheus would scrape it."""
+    return scrape(f"http://127.0.0.1:{serve.stack_metrics_port}/metrics").total(name, **labels)
 
 
 def serve_digits(exported: Exported, tmp_path: Path) -> tuple[RunningServer, np.ndarray]:
@@ -110,6 +116,8 @@ def test_a_killed_stub_fails_only_calls_until_its_model_is_reloaded(
         assert second.pid != first.pid
         assert regions() == baseline - {dead_region} | {new_region}, "one region, the new stub's"
         assert serve.is_ready()
+        assert stack_metric(serve, "maas_stub_reloads_total", model="digits_cnn") == 1
+        assert stack_metric(serve, "maas_triton_restarts_total") == 0
     finally:
         stop.set()
         assert stop_maas_serve(serve) == 0
@@ -165,6 +173,8 @@ def test_a_dead_tritonserver_is_restarted_and_unready_meanwhile(
             np.testing.assert_array_equal(client.infer({"pixels": pixels})["probabilities"], before)
         assert old_region not in regions(), "the dead server's region is removed"
         assert region_of(stub_of(serve, "digits_cnn")) in regions()
+        assert stack_metric(serve, "maas_triton_restarts_total") == 1
+        assert stack_metric(serve, "maas_process_resident_bytes", process="tritonserver") > 0
     finally:
         assert stop_maas_serve(serve) == 0
     log = serve.log.read_text()
@@ -193,6 +203,7 @@ def test_a_dead_gateway_is_restarted_and_serves_both_protocols_again(
             with ModelClient("digits_cnn", url=serve.url(protocol), protocol=protocol) as client:
                 after = client.infer({"pixels": pixels})["probabilities"]
             np.testing.assert_array_equal(after, before)
+        assert stack_metric(serve, "maas_gateway_restarts_total") == 1
     finally:
         assert stop_maas_serve(serve) == 0
     assert "the gateway killed by SIGKILL; restarting it" in serve.log.read_text()

@@ -48,6 +48,9 @@ ControlKeyOption = Annotated[
     ),
 ]
 GatewayMetricsOption = Annotated[int, typer.Option(help="The gateway's Prometheus metrics port.")]
+StackMetricsOption = Annotated[
+    int, typer.Option(help="Port of the stack's own metrics (restarts, memory, shared memory).")
+]
 MaxWaitOption = Annotated[
     int, typer.Option(min=1, help="Longest a request waits for its model before a 503, ms.")
 ]
@@ -93,6 +96,7 @@ def serve_command(
     padding: PaddingOption = "buckets",
     control_key: ControlKeyOption = "",
     gateway_metrics_port: GatewayMetricsOption = 8003,
+    stack_metrics_port: StackMetricsOption = 8004,
     max_wait_ms: MaxWaitOption = DEFAULT_MAX_WAIT_MS,
     limit: LimitOption = None,
     max_body_mb: ServeBodyOption = 32,
@@ -123,6 +127,7 @@ def serve_command(
             StackOptions(
                 server,
                 gateway_metrics_port=gateway_metrics_port,
+                stack_metrics_port=stack_metrics_port,
                 max_body_bytes=int(max_body_mb * MiB),
                 max_wait_ms=max_wait_ms,
                 limits=parse_limits(limit or [], max_wait_ms),
@@ -160,6 +165,7 @@ def run_stack(options: StackOptions) -> None:
         )
         if server.gateway_metrics_url:
             typer.echo(f"gateway metrics {server.gateway_metrics_url}")
+        typer.echo(f"stack metrics {server.stack_metrics_url}")
         typer.echo(f"HTTP is guarded by: {server.http_protection}")
         typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
         while not stopping.wait(0.5):

@@ -30,6 +30,7 @@ def local_options(repository: Path, gateway: bool = True, **server: object) -> S
         ServerOptions.on_free_ports(repository, **server),
         gateway=gateway,
         gateway_metrics_port=free_port(),
+        stack_metrics_port=free_port(),
     )
 
 

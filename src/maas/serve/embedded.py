@@ -99,6 +99,9 @@ GRPC_KEEPALIVE_FLAGS = [
     "--grpc-http2-max-pings-without-data=0",
     "--grpc-http2-min-recv-ping-interval-without-data=1000",
 ]
+# Triton 2.51 has latency summaries (p50..p999 over a sliding window), not histograms: with them
+# `maas top`, the alert rules and the dashboard read percentiles the server itself measured.
+METRICS_FLAGS = ["--metrics-config=summary_latencies=true"]
 
 
 def tls_flags(cert: Path | None, key: Path | None) -> list[str]:
@@ -243,6 +246,7 @@ class EmbeddedServer(Service):
             "--strict-readiness=true",
             *control_flags(self.admin_key),
             *GRPC_KEEPALIVE_FLAGS,
+            *METRICS_FLAGS,
             *tls_flags(options.tls_cert, options.tls_key),
         ]
 

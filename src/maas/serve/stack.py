@@ -1,7 +1,8 @@
 """What `maas serve` runs: Triton, the gateway before it, and a watchdog that restarts them.
 
 Public endpoints: the gateway (HAProxy) on host:http_port (HTTP) and host:grpc_port (gRPC), its
-metrics on host:gateway_metrics_port, Triton's metrics on host:metrics_port. Triton's own HTTP
+metrics on host:gateway_metrics_port, Triton's metrics on host:metrics_port, the stack's own
+(restarts, memory) on host:stack_metrics_port. Triton's own HTTP
 and gRPC ports are bound to loopback on free ports behind the gateway. If Triton or the gateway
 dies, the watchdog notices within a poll interval, logs why, and restarts it with backoff;
 meanwhile the gateway answers with 503 / UNAVAILABLE (retryable). If a model's Python stub dies
@@ -21,13 +22,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from maas.base.errors import ServerError
-from maas.base.triton.endpoints import GATEWAY_METRICS_PORT, free_port
+from maas.base.triton.endpoints import (
+    GATEWAY_METRICS_PORT,
+    STACK_METRICS_PORT,
+    free_port,
+    port_is_free,
+)
 
 from .embedded import EmbeddedServer, ServerOptions
 from .gateway import Gateway, combined_pem
 from .gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, MiB, ModelLimit
 from .processes import Service
 from .serving_repo import ServedModel
+from .stack_metrics import Restarts, StackMetricsServer
 from .stubs import Stub, remove_regions
 
 log = logging.getLogger("maas.serve")
@@ -58,6 +65,7 @@ class StackOptions:
     # malformed HTTP request can crash Triton 2.51 then, so maas serve always has the gateway.
     gateway: bool = True
     gateway_metrics_port: int = GATEWAY_METRICS_PORT
+    stack_metrics_port: int = STACK_METRICS_PORT
     max_body_bytes: int = 32 * MiB
     max_wait_ms: int = DEFAULT_MAX_WAIT_MS  # how long a request may wait for its model
     limits: dict[str, ModelLimit] = field(default_factory=dict)  # per-model overrides
@@ -98,9 +106,8 @@ class ServingStack(Service):
             self._scratch = tempfile.TemporaryDirectory(prefix="maas-serve-")
         self.workdir = options.server.workdir or Path(self._scratch.name if self._scratch else ".")
         self.triton = EmbeddedServer(self._triton_options())
-        self.restarts = 0
-        self.gateway_restarts = 0
-        self.stub_reloads = 0
+        self.restart_counts = Restarts()
+        self.metrics = StackMetricsServer(self, options.server.host, options.stack_metrics_port)
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -182,6 +189,11 @@ class ServingStack(Service):
         return f"http://{self.options.server.host}:{self.options.gateway_metrics_port}/metrics"
 
     @property
+    def stack_metrics_url(self) -> str:
+        """URL of the stack's own metrics (restarts, memory)."""
+        return self.metrics.url
+
+    @property
     def served(self) -> list[ServedModel]:
         """The models being served."""
         return self.triton.served
@@ -202,8 +214,23 @@ class ServingStack(Service):
             )
         return "UNPROTECTED: Triton's own ports are public; one malformed request can crash it"
 
+    def process_ids(self) -> dict[str, int]:
+        """The stack's processes by role, those running now (the stubs aside)."""
+        gateway = self.gateway.pid if self.gateway is not None else None
+        pids = {"tritonserver": self.triton.pid, "gateway": gateway}
+        return {role: pid for role, pid in pids.items() if pid is not None}
+
+    def current_stubs(self) -> list[Stub]:
+        """The Python-backend stubs running now."""
+        return self.triton.stubs()
+
     def start(self) -> ServingStack:
-        """Start Triton, then the gateway, then the watchdog."""
+        """Start Triton, then the gateway, then the watchdog and the stack's metrics."""
+        host, port = self.options.server.host, self.options.stack_metrics_port
+        if not port_is_free(host, port):
+            raise ServerError(
+                f"stack metrics port {port} on {host} is already in use; pick another"
+            )
         self.triton.start()
         if self.options.gateway:
             try:
@@ -214,6 +241,7 @@ class ServingStack(Service):
                 raise
         self._watchdog = threading.Thread(target=self._watch, name="maas-watchdog", daemon=True)
         self._watchdog.start()
+        self.metrics.start()
         return self
 
     def is_ready(self) -> bool:
@@ -252,8 +280,8 @@ class ServingStack(Service):
             up_since = time.monotonic()  # the calm spell counts from this attempt
             if not self.triton.running:
                 continue  # died or timed out starting: the next poll backs off further
-            self.restarts += 1
-            log.warning("tritonserver is back and ready (restart %d)", self.restarts)
+            self.restart_counts.triton += 1
+            log.warning("tritonserver is back and ready (restart %d)", self.restart_counts.triton)
             stubs = self.triton.stubs()
 
     def _revive_gateway(self) -> None:
@@ -267,8 +295,8 @@ class ServingStack(Service):
         except ServerError as failure:
             log.error("gateway restart failed: %s", failure)
             return
-        self.gateway_restarts += 1
-        log.warning("the gateway is back (restart %d)", self.gateway_restarts)
+        self.restart_counts.gateway += 1
+        log.warning("the gateway is back (restart %d)", self.restart_counts.gateway)
 
     def _bury(self, stubs: list[Stub]) -> None:
         """After a crash: kill the stubs left behind, reap the server, free its regions."""
@@ -298,7 +326,7 @@ class ServingStack(Service):
             except ServerError as failure:
                 log.error("%s", failure)
                 continue
-            self.stub_reloads += 1
+            self.restart_counts.stub_reloaded(model)
             log.warning("model %s reloaded with a new stub", model)
         # The reload's new instances have new regions; the dead ones' are ours to remove.
         self._remove_regions({stub.region for stub in dead})
@@ -330,6 +358,7 @@ class ServingStack(Service):
     def stop(self) -> None:
         """Stop the watchdog, then let the gateway and Triton finish what is in flight."""
         self._stopping.set()
+        self.metrics.stop()
         if self._watchdog is not None:
             self._watchdog.join()
             self._watchdog = None

@@ -12,6 +12,7 @@ HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 GATEWAY_METRICS_PORT = 8003  # the gateway's own Prometheus exporter
+STACK_METRICS_PORT = 8004  # the watchdog's: restarts, memory, shared memory
 DEFAULT_HOST = "localhost"
 DEFAULT_URLS: dict[str, str] = {
     "http": f"{DEFAULT_HOST}:{HTTP_PORT}",
