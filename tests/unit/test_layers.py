@@ -1,4 +1,4 @@
-"""The package layers import one way: base → export · serve · clients → benchmarks → cli."""
+"""The package layers import one way: base → export · serve · clients → monitor → … → cli."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ LAYERS = {
     "maas.export": 10,
     "maas.serve": 10,
     "maas.clients": 10,
+    "maas.monitor": 15,
     "maas.benchmarks": 20,
     "maas.cli": 30,
 }

@@ -120,3 +120,14 @@ class StatsError(BenchmarkError):
 
 class WorkloadError(BenchmarkError):
     """No real payload can be built for a model."""
+
+
+# --- monitoring ---------------------------------------------------------------------------
+
+
+class MonitorError(MaasError):
+    """Monitoring could not start, or a running stack's metrics could not be read."""
+
+
+class MonitorUnavailableError(MonitorError):
+    """A tool monitoring needs (Prometheus, promtool) is not installed."""
