@@ -20,6 +20,7 @@ from .demo_cmd import demo_command
 from .doctor_cmd import doctor_command
 from .export_cmd import export_command
 from .infer_cmd import infer_command
+from .monitor_cmd import monitor_command, top_command
 from .serve_cmd import front_command, serve_command
 
 app = typer.Typer(
@@ -42,6 +43,8 @@ COMMANDS = (
     ("serve", serve_command),
     ("front", front_command),
     ("infer", infer_command),
+    ("monitor", monitor_command),
+    ("top", top_command),
     ("bench", bench_command),
     ("bench-suite", bench_suite_command),
     ("bench-peers", bench_peers_command),
