@@ -152,8 +152,9 @@ COLUMNS = (
 def render(rows: list[ModelRow], stack: StackRow | None, title: str, show_idle: bool) -> Table:
     """The frame: one line per model (idle ones only if asked), the stack's health below."""
     table = Table(title=title, title_justify="left", expand=False)
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_column(COLUMNS[0], no_wrap=True)  # names are what the operator searches for
+    for column in COLUMNS[1:]:
+        table.add_column(column, justify="right")
     shown = [row for row in rows if show_idle or not row.idle]
     for row in shown:
         table.add_row(
