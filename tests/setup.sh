@@ -27,6 +27,17 @@ if ! command -v java >/dev/null; then
   fi
 fi
 
+# Monitoring: a real Prometheus (and promtool, which unit-tests the alert rules).
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing prometheus (with promtool) for the monitoring tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "note: no prometheus; monitoring tests will be skipped (apt-get install prometheus)" >&2
+  fi
+fi
+
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # strict editable mode links the mapped folders into one static tree that mypy can read too
