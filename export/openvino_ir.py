@@ -8,6 +8,7 @@ depend on the model alone, which keeps exports byte-for-byte reproducible.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,28 @@ import numpy as np
 
 from maas.base.errors import ExportError
 
+# OpenVINO's and NNCF's telemetry post usage data from a process forked by a worker thread;
+# a fork while the main thread imports can deadlock it on the import and logging locks (seen:
+# the README's demo hung for good in an int8 quantisation, for a user without a telemetry
+# consent file). Both libraries skip telemetry in CI; the child declares itself one.
+NO_TELEMETRY = {"CI": "true", "NNCF_CI": "1"}
+TIMEOUT_S = 1800  # far beyond any conversion seen (ResNet-50 int8: about a minute)
+
 
 def run(*args: str) -> None:
     """Run one conversion in a fresh interpreter; ExportError with its output on failure."""
     command = [sys.executable, "-m", "maas.export.openvino_ir", *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **NO_TELEMETRY},
+            timeout=TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as hung:
+        raise ExportError(f"OpenVINO conversion {args[0]} did not end in {TIMEOUT_S} s") from hung
     if result.returncode != 0:
         raise ExportError(f"OpenVINO conversion failed:\n{result.stderr.strip()[-2000:]}")
 
