@@ -21,6 +21,7 @@ from maas.serve.gateway_config import (
     render_config,
     render_settings,
 )
+from maas.serve.keys import KeyFile, TenantPolicy
 from maas.serve.stack import RestartPolicy, ServingStack, StackOptions, describe_exit
 
 KEY = "k" * 24
@@ -62,6 +63,19 @@ def test_haproxy_accepts_the_config_it_is_given(tmp_path: Path) -> None:
     for config in (options(), options(control_key_sha256="ab" * 32, upstream_control_key=KEY)):
         checked = haproxy_accepts(config, tmp_path / str(len(config.control_key_sha256)))
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_haproxy_accepts_the_config_with_tenants_and_keys(tmp_path: Path) -> None:
+    keys, _ = KeyFile().create("team-a", TenantPolicy(("m",), rate_per_s=5, burst=2))
+    keys, _ = keys.create("team-b")
+    keys.save(tmp_path / "keys.json")
+    config = options(key_file=tmp_path / "keys.json", limits={"m": ModelLimit(2, 2)})
+    checked = haproxy_accepts(config, tmp_path / "gateway")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    maps = {path.name: path.read_text() for path in (tmp_path / "gateway").glob("*.map")}
+    assert maps["access.map"] == "team-a/m 1\n" and maps["open.map"] == "team-b 1\n"
+    assert maps["rate.map"].startswith("team-a 7\n")  # the rate plus its burst, per second
+    assert all(key.sha256 in maps["keys.map"] for key in keys.keys)
 
 
 def test_each_limited_model_gets_an_admission_backend_per_protocol(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from .demo_cmd import demo_command
 from .doctor_cmd import doctor_command
 from .export_cmd import export_command
 from .infer_cmd import infer_command
+from .keys_cmd import keys_app
 from .monitor_cmd import monitor_command, top_command
 from .serve_cmd import front_command, serve_command
 
@@ -57,6 +58,7 @@ COMMANDS = (
 )
 for name, command in COMMANDS:
     app.command(name)(command)
+app.add_typer(keys_app, name="keys")
 
 if __name__ == "__main__":
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import tempfile
 from dataclasses import replace
@@ -15,6 +16,7 @@ from maas.serve import StackOptions, serve
 from maas.serve.embedded import ServerOptions
 from maas.serve.gateway import Gateway, combined_pem
 from maas.serve.gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, ModelLimit
+from maas.serve.keys import default_key_file
 
 from .common import (
     DEFAULT_REPOSITORY,
@@ -53,6 +55,21 @@ StackMetricsOption = Annotated[
 ]
 MaxWaitOption = Annotated[
     int, typer.Option(min=1, help="Longest a request waits for its model before a 503, ms.")
+]
+KeysOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys",
+        help="Key file of tenants and API keys [default: $MAAS_KEYS, else "
+        "~/.config/maas/keys.json]; followed while serving.",
+    ),
+]
+AuthOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--auth/--no-auth",
+        help="Require API keys [default: on when --host is not a loopback address].",
+    ),
 ]
 LimitOption = Annotated[
     list[str] | None,
@@ -102,6 +119,8 @@ def serve_command(
     max_body_mb: ServeBodyOption = 32,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
+    keys: KeysOption = None,
+    auth: AuthOption = None,
 ) -> None:
     """Run the real tritonserver behind the gateway until Ctrl-C or SIGTERM.
 
@@ -131,8 +150,34 @@ def serve_command(
                 max_body_bytes=int(max_body_mb * MiB),
                 max_wait_ms=max_wait_ms,
                 limits=parse_limits(limit or [], max_wait_ms),
+                key_file=chosen_key_file(host, keys, auth),
             )
         )
+
+
+def chosen_key_file(host: str, keys: Path | None, auth: bool | None) -> Path | None:
+    """The key file when keys are required (by default on any non-loopback address)."""
+    required = auth if auth is not None else not is_loopback(host)
+    if not required:
+        return None
+    path = keys or default_key_file()
+    if not path.exists():
+        typer.secho(
+            f"WARNING: API keys are required but {path} does not exist: every request but "
+            "health checks gets 401 until `maas keys create --tenant NAME` writes it",
+            err=True,
+            fg=typer.colors.YELLOW,
+            bold=True,
+        )
+    return path
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to bind is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def parse_limits(specs: list[str], max_wait_ms: int) -> dict[str, ModelLimit]:
@@ -167,6 +212,8 @@ def run_stack(options: StackOptions) -> None:
             typer.echo(f"gateway metrics {server.gateway_metrics_url}")
         typer.echo(f"stack metrics {server.stack_metrics_url}")
         typer.echo(f"HTTP is guarded by: {server.http_protection}")
+        key_file = options.key_file
+        typer.echo(f"API keys: required, from {key_file}" if key_file else "API keys: off")
         typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
         while not stopping.wait(0.5):
             pass  # the watchdog keeps the server up; a signal ends this

