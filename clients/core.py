@@ -99,15 +99,18 @@ class ModelClientBase:
         version: str = "",
         retry: RetryPolicy | None = None,
         tls_root_cert: str = "",
+        api_key: str | None = None,
     ) -> None:
         self.model = model
-        self.options = ClientOptions.create(url, protocol, timeout_s, version, retry, tls_root_cert)
+        self.options = ClientOptions.create(
+            url, protocol, timeout_s, version, retry, tls_root_cert, api_key
+        )
         self.retry = self.options.retry
         self.protocol = self.options.protocol
         self.url = self.options.url
         self.timeout_s = timeout_s
         self.version = version
-        self._call_kwargs = call_kwargs(self.protocol, timeout_s)
+        self._call_kwargs = call_kwargs(self.protocol, timeout_s, self.options.api_key)
         # Metadata and config calls: gRPC also needs as_json to answer dicts like HTTP.
         self._info_kwargs = {**self._call_kwargs, **json_kwargs(self.protocol)}
         self._info: ModelInfo | None = None
@@ -124,6 +127,7 @@ class ModelClientBase:
             options.version,
             options.retry,
             options.tls_root_cert,
+            options.api_key,
         )
 
     def _open_transport(self) -> Any:

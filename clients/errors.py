@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import http.client
 import importlib
+import re
 
 from tritonclient.utils import InferenceServerException
 
 from maas.base.errors import (
+    AuthenticationError,
     ClientError,
     InferenceFailedError,
     InferenceTimeoutError,
     InvalidInputError,
     ModelNotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
     ServerOverloadedError,
     ServerUnavailableError,
 )
@@ -59,6 +63,15 @@ _UNAVAILABLE_STATUSES = frozenset({"502", "503", "StatusCode.UNAVAILABLE"})
 # queue policy is full (a repository served by Triton without maas's gateway).
 OVERLOAD_MESSAGES = ("is at its limit of", "exceeds maximum queue size")
 _TIMEOUT_STATUSES = frozenset({"408", "504", "StatusCode.DEADLINE_EXCEEDED"})
+_KEY_STATUSES: dict[str, type[ClientError]] = {
+    "401": AuthenticationError,
+    "StatusCode.UNAUTHENTICATED": AuthenticationError,
+    "403": PermissionDeniedError,
+    "StatusCode.PERMISSION_DENIED": PermissionDeniedError,
+    "429": RateLimitedError,
+    "StatusCode.RESOURCE_EXHAUSTED": RateLimitedError,
+}
+RETRY_AFTER = re.compile(r"retry after (\d+(?:\.\d+)?) s")
 
 
 def _is_unknown_model_message(message: str) -> bool:
@@ -71,6 +84,8 @@ def _is_unknown_model_message(message: str) -> bool:
 
 def _class_for_status(status: str | None, message: str) -> type[ClientError]:
     """Pick the error class for a server status code and message."""
+    if status in _KEY_STATUSES:
+        return _KEY_STATUSES[status]
     if status in _NOT_FOUND_STATUSES:
         return ModelNotFoundError
     # Only trust the wording where the status is vague; a model's own 500 may say "not found".
@@ -84,6 +99,17 @@ def _class_for_status(status: str | None, message: str) -> type[ClientError]:
     if status in _TIMEOUT_STATUSES:
         return InferenceTimeoutError
     return InferenceFailedError
+
+
+def _error(cls: type[ClientError], model: str, message: str, status: str | None) -> ClientError:
+    """The error, with the server's retry hint when it is a rate limit."""
+    text = _format(model, message, status)
+    if cls is RateLimitedError:
+        hint = RETRY_AFTER.search(message)
+        return RateLimitedError(
+            text, model=model, status=status, retry_after_s=float(hint.group(1)) if hint else 1
+        )
+    return cls(text, model=model, status=status)
 
 
 def _format(model: str, message: str, status: str | None) -> str:
@@ -116,14 +142,12 @@ def map_error(exc: BaseException, *, model: str) -> ClientError:
     if isinstance(exc, InferenceServerException):
         status = exc.status()
         message = exc.message() or _describe(exc)
-        cls = _class_for_status(status, message)
-        return cls(_format(model, message, status), model=model, status=status)
+        return _error(_class_for_status(status, message), model, message, status)
     grpc_status = _grpc_status(exc)
     if grpc_status is not None:
         details = getattr(exc, "details", None)
         message = str(details()) if callable(details) else _describe(exc)
-        cls = _class_for_status(grpc_status, message)
-        return cls(_format(model, message, grpc_status), model=model, status=grpc_status)
+        return _error(_class_for_status(grpc_status, message), model, message, grpc_status)
     # Timeouts first: TimeoutError is itself an OSError.
     if isinstance(exc, _TIMEOUT_TYPES):
         message = f"timed out waiting for the server ({type(exc).__name__}: {_describe(exc)})"

@@ -1,7 +1,8 @@
 """Retrying what is safe to retry: exponential backoff with full jitter, within a deadline.
 
 Only `ServerUnavailableError` is retried — connection refused or reset, HTTP 502/503, gRPC
-UNAVAILABLE, and the overload refusal (`ServerOverloadedError`): in each the server did not run
+UNAVAILABLE, and the overload refusal (`ServerOverloadedError`) — and a tenant's rate limit
+(`RateLimitedError`, waiting at least the server's hint): in each the server did not run
 the request. Invalid input, unknown models, model failures and timeouts are raised at once.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from maas.base.errors import ServerUnavailableError
+from maas.base.errors import RateLimitedError, ServerUnavailableError
 
 T = TypeVar("T")
 
@@ -59,7 +60,8 @@ def retrying(
     for wait in policy.backoffs():
         try:
             return call()
-        except ServerUnavailableError:
+        except (ServerUnavailableError, RateLimitedError) as refused:
+            wait = max(wait, getattr(refused, "retry_after_s", 0.0))
             if time.monotonic() - began + wait > policy.deadline_s:
                 raise
         sleep(wait)
@@ -72,7 +74,8 @@ async def retrying_async(call: Callable[[], Awaitable[T]], policy: RetryPolicy) 
     for wait in policy.backoffs():
         try:
             return await call()
-        except ServerUnavailableError:
+        except (ServerUnavailableError, RateLimitedError) as refused:
+            wait = max(wait, getattr(refused, "retry_after_s", 0.0))
             if time.monotonic() - began + wait > policy.deadline_s:
                 raise
         await asyncio.sleep(wait)

@@ -100,9 +100,12 @@ class _Routed(Generic[_ClientT]):
         version: str = "",
         retry: RetryPolicy | None = None,
         tls_root_cert: str = "",
+        api_key: str | None = None,
     ) -> None:
         self.model = model
-        self.options = ClientOptions.create(url, protocol, timeout_s, version, retry, tls_root_cert)
+        self.options = ClientOptions.create(
+            url, protocol, timeout_s, version, retry, tls_root_cert, api_key
+        )
         # Neither connects before its first call, so making both up front costs nothing and
         # leaves no state that concurrent async calls could race to set.
         self._named: _ClientT = self._client_for(model)

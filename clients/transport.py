@@ -7,6 +7,7 @@ clients that names tritonclient's protocol modules.
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from .retry import DEFAULT_RETRY, RetryPolicy
 # a dead peer is noticed; `maas serve` allows pings this often (GRPC_KEEPALIVE_FLAGS).
 GRPC_KEEPALIVE_TIME_MS = 30_000
 GRPC_KEEPALIVE_TIMEOUT_MS = 10_000
+API_KEY_ENV = "MAAS_API_KEY"
 
 
 def check_protocol(protocol: str) -> Protocol:
@@ -74,6 +76,7 @@ class ClientOptions:
     version: str = ""
     retry: RetryPolicy = DEFAULT_RETRY
     tls_root_cert: str = ""  # PEM file of the CA: TLS for both protocols (the server's --tls-cert)
+    api_key: str = ""  # sent as `authorization: Bearer KEY` (HTTP header, gRPC metadata)
 
     def __post_init__(self) -> None:
         """Refuse an unknown protocol or a url with a scheme."""
@@ -88,10 +91,15 @@ class ClientOptions:
         version: str = "",
         retry: RetryPolicy | None = None,
         tls_root_cert: str = "",
+        api_key: str | None = None,
     ) -> ClientOptions:
-        """Build options as the clients take them: no url means Triton's local default."""
+        """Build options as the clients take them: no url means Triton's local default.
+
+        No api_key given: $MAAS_API_KEY, if set.
+        """
         url = resolve_url(url, check_protocol(protocol))
-        return cls(url, protocol, timeout_s, version, retry or DEFAULT_RETRY, tls_root_cert)
+        key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
+        return cls(url, protocol, timeout_s, version, retry or DEFAULT_RETRY, tls_root_cert, key)
 
     def root_cert(self) -> str:
         """The CA file for TLS, checked; empty: plaintext."""
@@ -116,9 +124,16 @@ class ClientOptions:
         return {"ssl": True, "ssl_context": ssl.create_default_context(cafile=cert)} if cert else {}
 
 
-def call_kwargs(protocol: Protocol, timeout_s: float) -> dict[str, Any]:
-    """Per-call keyword arguments: gRPC takes its deadline on each call, HTTP on the client."""
-    return {"client_timeout": timeout_s} if protocol == "grpc" else {}
+def call_kwargs(protocol: Protocol, timeout_s: float, api_key: str = "") -> dict[str, Any]:
+    """Per-call keyword arguments: gRPC's deadline, and the API key on every call.
+
+    HTTP takes its timeouts on the client; the key travels as a header (HTTP) or as metadata
+    (gRPC).
+    """
+    found: dict[str, Any] = {"client_timeout": timeout_s} if protocol == "grpc" else {}
+    if api_key:
+        found["headers"] = {"authorization": f"Bearer {api_key}"}
+    return found
 
 
 def json_kwargs(protocol: Protocol) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import pytest
 
-from maas.base.errors import ServerUnavailableError
+from maas.base.errors import RateLimitedError, ServerUnavailableError
 from maas.clients import InvalidInputError, RetryPolicy, ServerOverloadedError
 from maas.clients import retry as retry_module
 from maas.clients.retry import retrying, retrying_async
@@ -133,3 +133,11 @@ def test_async_retries_behave_the_same() -> None:
 def test_impossible_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_rate_limit_is_retried_no_sooner_than_the_servers_hint() -> None:
+    waits: list[float] = []
+    call = Flaky(RateLimitedError("over its rate", retry_after_s=2.0), failures=2)
+    policy = RetryPolicy(attempts=5, initial_backoff_s=0.1, max_backoff_s=0.3, deadline_s=30)
+    assert retrying(call, policy, sleep=waits.append) == "ok"
+    assert waits == [2.0, 2.0]

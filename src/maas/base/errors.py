@@ -87,6 +87,27 @@ class ServerOverloadedError(ServerUnavailableError):
     """The model's queue is full and the server shed the request at once; safe to retry later."""
 
 
+class AuthenticationError(ClientError):
+    """No API key, or one the server does not accept: HTTP 401 / gRPC UNAUTHENTICATED."""
+
+
+class PermissionDeniedError(ClientError):
+    """The key's tenant may not call this model: HTTP 403 / gRPC PERMISSION_DENIED."""
+
+
+class RateLimitedError(ClientError):
+    """The tenant is over its rate, in-flight or daily limit: HTTP 429 / RESOURCE_EXHAUSTED.
+
+    Nothing ran; `retry_after_s` is the server's hint (the clients' retries wait at least that).
+    """
+
+    def __init__(
+        self, message: str, *, model: str = "", status: str | None = None, retry_after_s: float = 1
+    ) -> None:
+        super().__init__(message, model=model, status=status)
+        self.retry_after_s = retry_after_s
+
+
 class InferenceTimeoutError(ClientError):
     """The call ran past the client timeout: socket/asyncio timeouts, gRPC DEADLINE_EXCEEDED."""
 
