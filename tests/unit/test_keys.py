@@ -1,0 +1,114 @@
+"""Keys and tenants without a server: the key file, the gateway's maps and refusals, clients."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from maas.base.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
+)
+from maas.cli.serve_cmd import chosen_key_file, is_loopback
+from maas.clients.errors import map_error
+from maas.clients.transport import ClientOptions, call_kwargs
+from maas.serve.gateway_auth import UNLIMITED, Refusal, map_entries
+from maas.serve.keys import KeyFile, TenantPolicy, key_digest
+
+
+def test_a_created_key_is_kept_only_as_its_digest_in_a_private_file(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    keys, secret = KeyFile().create("team-a", TenantPolicy(("m",), rate_per_s=5))
+    keys.save(path)
+    assert secret.startswith("maas_") and secret not in path.read_text()
+    assert key_digest(secret) in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = KeyFile.load(path)
+    assert loaded == keys and loaded.tenants["team-a"].models == ("m",)
+
+
+def test_rotation_revokes_the_old_keys_and_revocation_names_what_it_revoked() -> None:
+    keys, first = KeyFile().create("team-a")
+    keys, second, old = keys.rotate("team-a")
+    assert [k.sha256 for k in keys.active_keys()] == [key_digest(second)]
+    assert [k.sha256 for k in old] == [key_digest(first)]
+    keys, revoked = keys.revoke(tenant="team-a")
+    assert not keys.active_keys() and len(revoked) == 1
+    with pytest.raises(ServerError, match="no active key of tenant team-a"):
+        keys.revoke(tenant="team-a")
+    with pytest.raises(ServerError, match="no tenant 'nobody'"):
+        keys.rotate("nobody")
+
+
+def test_policies_and_names_that_make_no_sense_are_refused() -> None:
+    with pytest.raises(ServerError, match="a burst needs a rate"):
+        TenantPolicy(burst=3)
+    with pytest.raises(ServerError, match="concurrency must be 0"):
+        TenantPolicy(concurrency=-1)
+    with pytest.raises(ServerError, match="a tenant name is"):
+        KeyFile().create("team a")
+
+
+def test_maps_give_each_tenant_its_models_and_limits() -> None:
+    keys, _ = KeyFile().create(
+        "a", TenantPolicy(("m", "n"), rate_per_s=5, burst=2, quota_per_day=9)
+    )
+    keys, _ = keys.create("b")
+    entries = map_entries(keys)
+    assert entries["access"] == [("a/m", "1"), ("a/n", "1")] and entries["open"] == [("b", "1")]
+    assert dict(entries["rate"]) == {"a": "7", "b": str(UNLIMITED)}
+    assert dict(entries["quota"]) == {"a": "9", "b": str(UNLIMITED)}
+    revoked, _ = keys.revoke(tenant="a")
+    assert [tenant for _, tenant in map_entries(revoked)["keys"]] == ["b"]
+
+
+def test_refusals_escape_their_variables_per_protocol() -> None:
+    refusal = Refusal(429, "tenant {txn.maas_tenant} is over 100% of it", "TRUE", 1)
+    http = refusal.http()
+    assert "%[var(txn.maas_tenant),json(utf8s)]" in http and "100%% of it" in http
+    assert "hdr retry-after 1" in http and "retry after 1 s" in http
+    grpc = refusal.grpc()
+    assert "grpc-status 8" in grpc and "%[var(txn.maas_tenant),url_enc]" in grpc
+    assert "100%%25%%20of" in grpc  # percent-encoded, then % doubled for HAProxy
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        ("401", AuthenticationError),
+        ("StatusCode.UNAUTHENTICATED", AuthenticationError),
+        ("403", PermissionDeniedError),
+        ("StatusCode.PERMISSION_DENIED", PermissionDeniedError),
+        ("429", RateLimitedError),
+        ("StatusCode.RESOURCE_EXHAUSTED", RateLimitedError),
+    ],
+)
+def test_key_refusals_map_to_typed_errors(status: str, error: type[Exception]) -> None:
+    raised = InferenceServerException("tenant a has used its daily quota; retry after 60 s", status)
+    mapped = map_error(raised, model="m")
+    assert type(mapped) is error
+    if isinstance(mapped, RateLimitedError):
+        assert mapped.retry_after_s == 60
+
+
+def test_clients_send_the_key_from_the_argument_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAAS_API_KEY", "from-env")
+    assert ClientOptions.create("h:1").api_key == "from-env"
+    assert ClientOptions.create("h:1", api_key="given").api_key == "given"
+    assert call_kwargs("grpc", 5.0, "k")["headers"] == {"authorization": "Bearer k"}
+    assert "headers" not in call_kwargs("http", 5.0)
+
+
+def test_keys_are_required_by_default_only_off_loopback(tmp_path: Path) -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert chosen_key_file("127.0.0.1", tmp_path / "k.json", None) is None
+    assert chosen_key_file("0.0.0.0", tmp_path / "k.json", None) == tmp_path / "k.json"
+    assert chosen_key_file("127.0.0.1", tmp_path / "k.json", True) == tmp_path / "k.json"
+    assert chosen_key_file("10.1.2.3", tmp_path / "k.json", False) is None
