@@ -69,7 +69,11 @@ def test_haproxy_accepts_the_config_with_tenants_and_keys(tmp_path: Path) -> Non
     keys, _ = KeyFile().create("team-a", TenantPolicy(("m",), rate_per_s=5, burst=2))
     keys, _ = keys.create("team-b")
     keys.save(tmp_path / "keys.json")
-    config = options(key_file=tmp_path / "keys.json", limits={"m": ModelLimit(2, 2)})
+    config = options(
+        key_file=tmp_path / "keys.json",
+        limits={"m": ModelLimit(2, 2)},
+        audit_socket=tmp_path / "audit.sock",
+    )
     checked = haproxy_accepts(config, tmp_path / "gateway")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     maps = {path.name: path.read_text() for path in (tmp_path / "gateway").glob("*.map")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -17,6 +18,16 @@ from maas.base.errors import (
 from maas.cli.serve_cmd import chosen_key_file, is_loopback
 from maas.clients.errors import map_error
 from maas.clients.transport import ClientOptions, call_kwargs
+from maas.serve.audit import (
+    FIELDS,
+    RotatingFile,
+    Usage,
+    UsageReport,
+    audit_files,
+    entry_of,
+    failed,
+    read_entries,
+)
 from maas.serve.gateway_auth import UNLIMITED, Refusal, map_entries
 from maas.serve.keys import KeyFile, TenantPolicy, key_digest
 
@@ -112,3 +123,54 @@ def test_keys_are_required_by_default_only_off_loopback(tmp_path: Path) -> None:
     assert chosen_key_file("0.0.0.0", tmp_path / "k.json", None) == tmp_path / "k.json"
     assert chosen_key_file("127.0.0.1", tmp_path / "k.json", True) == tmp_path / "k.json"
     assert chosen_key_file("10.1.2.3", tmp_path / "k.json", False) is None
+
+
+def audit_line(
+    time_ms: int, tenant: str, status: int, grpc_status: str = "", infer: str = "1"
+) -> bytes:
+    fields = {
+        "time": time_ms, "tenant": tenant, "model": "m", "version": "", "infer": infer,
+        "protocol": "grpc" if grpc_status else "http", "status": status,
+        "grpc_status": grpc_status, "latency_ms": 12, "server_ms": 10, "bytes_in": 100,
+        "bytes_out": 50,
+    }  # fmt: skip
+    return json.dumps(fields).encode()
+
+
+def test_audit_entries_get_an_iso_time_and_say_what_failed() -> None:
+    entry = entry_of(audit_line(1_764_633_600_123, "a", 200))
+    assert entry is not None and entry["time"] == "2025-12-02T00:00:00.123Z"
+    assert entry["call"] == "infer" and list(entry) == list(FIELDS)
+    assert not failed(entry)
+    assert failed({"status": 429}) and failed({"status": 200, "grpc_status": "8"})
+    unset = entry_of(audit_line(0, "-", 200, grpc_status="-"))
+    assert unset is not None and unset["tenant"] == "" and not failed(unset)
+    assert entry_of(b"not json") is None
+
+
+def test_the_audit_file_rotates_by_size_and_usage_reads_every_part(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    out = RotatingFile(path, max_bytes=1000, backups=3)  # 4 lines a file: 3 files
+    for second in range(12):
+        entry = entry_of(audit_line(1_764_633_600_000 + second * 1000, "a", 200))
+        assert entry is not None
+        out.write(json.dumps(entry) + "\n")
+    out.close()
+    files = audit_files(path)
+    assert files[-1] == path and len(files) > 1 and all(f.stat().st_size <= 1000 for f in files)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    report = UsageReport.of(read_entries(files), "2025-12-02T00:00:05", "2025-12-02T00:00:08")
+    assert report.rows[("a", "m", "http")].requests == 3
+    assert report.csv().splitlines()[1].startswith("a,m,http,3,0,300,150,")
+
+
+def test_usage_counts_inference_only() -> None:
+    usage = Usage()
+    for line in (audit_line(0, "a", 200), audit_line(0, "a", 503)):
+        entry = entry_of(line)
+        assert entry is not None
+        usage.add(entry)
+    assert (usage.requests, usage.failures, usage.bytes_in) == (2, 1, 200)
+    other = entry_of(audit_line(0, "a", 200, infer=""))
+    assert other is not None and other["call"] == "other"
+    assert not UsageReport.of([other], "", "").rows

@@ -19,6 +19,7 @@ from maas.monitor.rules import RuleOptions
 from maas.monitor.scrape import Snapshot, parse_line
 from maas.monitor.signals import GatewayBackend
 from maas.monitor.top import model_rows, render, stack_row
+from maas.serve.audit import Usage
 from maas.serve.stack_metrics import Restarts, StackCollector
 from maas.serve.stubs import Stub
 
@@ -206,6 +207,9 @@ class OwnProcess:
     def current_stubs(self) -> list[Stub]:
         return [Stub(os.getpid(), "m", "triton_python_backend_shm_region_none")]
 
+    def usage_now(self) -> dict[tuple[str, str, str], Usage]:
+        return {("team-a", "m", "grpc"): Usage(requests=3, failures=1, bytes_in=300)}
+
 
 def test_stack_collector_reports_restarts_memory_and_stub_reloads_from_zero() -> None:
     families = {family.name: family for family in StackCollector(OwnProcess()).collect()}
@@ -220,3 +224,6 @@ def test_stack_collector_reports_restarts_memory_and_stub_reloads_from_zero() ->
         samples[("maas_process_resident_bytes", (("model", ""), ("process", "tritonserver")))] > 0
     )
     assert samples[("maas_shm_region_bytes", (("model", "m"),))] == 0
+    tenant = (("model", "m"), ("protocol", "grpc"), ("tenant", "team-a"))
+    assert samples[("maas_tenant_requests_total", tenant)] == 3
+    assert samples[("maas_tenant_bytes_in_total", tenant)] == 300

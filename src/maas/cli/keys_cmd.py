@@ -1,4 +1,4 @@
-"""`maas keys`: tenants and their API keys, in the key file the gateway follows."""
+"""`maas keys` (tenants and their API keys, in the file the gateway follows) and `maas usage`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from maas.base.errors import ServerError
+from maas.serve.audit import UsageReport, audit_files, default_audit_log, read_entries
 from maas.serve.keys import KeyFile, TenantPolicy, default_key_file
 
 from .common import user_errors
@@ -130,3 +132,24 @@ def rotate_command(
         if old:
             typer.echo(f"revoked {', '.join(old)}")
         typer.echo(f"new key for {tenant} (shown once):\n{secret}")
+
+
+def usage_command(
+    audit_log: Annotated[
+        Path | None,
+        typer.Option(help="The audit log [default: ~/.local/state/maas/audit.jsonl]."),
+    ] = None,
+    since: Annotated[str, typer.Option(help="From this time on (ISO 8601, UTC).")] = "",
+    until: Annotated[str, typer.Option(help="Before this time (ISO 8601, UTC).")] = "",
+    output_format: Annotated[str, typer.Option("--format", help="csv or md.")] = "md",
+) -> None:
+    """Requests, failures, bytes and seconds per tenant and model, from the audit log."""
+    with user_errors():
+        if output_format not in ("csv", "md"):
+            raise typer.BadParameter(f"--format must be csv or md, got {output_format!r}")
+        path = audit_log or default_audit_log()
+        files = audit_files(path)
+        if not files:
+            raise ServerError(f"no audit log at {path} (maas serve --audit-log)")
+        report = UsageReport.of(read_entries(files), since, until)
+        typer.echo(report.csv() if output_format == "csv" else report.markdown(), nl=False)

@@ -13,6 +13,7 @@ import typer
 
 from maas.base.errors import ServerError
 from maas.serve import StackOptions, serve
+from maas.serve.audit import default_audit_log
 from maas.serve.embedded import ServerOptions
 from maas.serve.gateway import Gateway, combined_pem
 from maas.serve.gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, ModelLimit
@@ -71,6 +72,13 @@ AuthOption = Annotated[
         help="Require API keys [default: on when --host is not a loopback address].",
     ),
 ]
+AuditLogOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="One JSON line per request (no payloads, no keys), rotated at 64 MiB [default: "
+        "~/.local/state/maas/audit.jsonl when keys are required, else none].",
+    ),
+]
 LimitOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -121,6 +129,7 @@ def serve_command(
     tls_key: TlsKeyOption = None,
     keys: KeysOption = None,
     auth: AuthOption = None,
+    audit_log: AuditLogOption = None,
 ) -> None:
     """Run the real tritonserver behind the gateway until Ctrl-C or SIGTERM.
 
@@ -142,6 +151,7 @@ def serve_command(
             tls_cert=tls_cert,
             tls_key=tls_key,
         )
+        key_file = chosen_key_file(host, keys, auth)
         run_stack(
             StackOptions(
                 server,
@@ -150,7 +160,8 @@ def serve_command(
                 max_body_bytes=int(max_body_mb * MiB),
                 max_wait_ms=max_wait_ms,
                 limits=parse_limits(limit or [], max_wait_ms),
-                key_file=chosen_key_file(host, keys, auth),
+                key_file=key_file,
+                audit_log=audit_log or (default_audit_log() if key_file else None),
             )
         )
 
@@ -214,6 +225,8 @@ def run_stack(options: StackOptions) -> None:
         typer.echo(f"HTTP is guarded by: {server.http_protection}")
         key_file = options.key_file
         typer.echo(f"API keys: required, from {key_file}" if key_file else "API keys: off")
+        if options.audit_log:
+            typer.echo(f"audit log {options.audit_log}")
         typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
         while not stopping.wait(0.5):
             pass  # the watchdog keeps the server up; a signal ends this

@@ -117,7 +117,7 @@ class Refusal:
             for piece, variable in self.parts
         )
         return (
-            "    http-request return status 200 hdr content-type application/grpc "
+            "    http-request return status 200 content-type application/grpc "
             f"hdr grpc-status {GRPC_STATUS[self.status]} hdr grpc-message '{text}' "
             f"if {self.condition}\n"
         )

@@ -81,6 +81,7 @@ class GatewayOptions:
     request_timeout_s: int = 300
     threads: int = 2
     key_file: Path | None = None  # tenants and API keys (gateway_auth); None: anyone may call
+    audit_socket: Path | None = None  # where one log line per request goes (audit.py); None: off
 
     def __post_init__(self) -> None:
         if not 0 < self.max_json_bytes < 4 * MiB:
@@ -191,6 +192,7 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
     infer = f"{{ method POST }} {{ path_reg {INFER_PATH} }}"
     return (
         f"frontend http_in\n    bind {bind}\n"
+        + audit_logging(options, "http")
         + answer(
             400,
             "encoded slashes, backslashes or NUL bytes are not allowed in paths",
@@ -212,6 +214,9 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
             "shared memory can be registered from this host only",
             "{ path_reg ^/v2/(systemsharedmemory|cudasharedmemory)/ } !{ src 127.0.0.0/8 ::1 }",
         )
+        + f"    http-request set-var({auth.MODEL}) path,field(4,/) if {HTTP_MODEL_PATH}\n"
+        + f"    http-request set-var(txn.maas_version) path,field(6,/) if {HTTP_VERSION_PATH}\n"
+        + f"    http-request set-var(txn.maas_infer) str(1) if {infer}\n"
         + http_tenant_rules(options, prefix, infer)
         + f"""    http-request lua.maas_check_sizes if {maybe_over_a_size_limit(options)}
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
@@ -226,6 +231,47 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
 
 HTTP_OPEN = "{ path_beg /v2/health/ /v2/repository }"  # probes; control has its own key
 HTTP_MODEL_PATH = "{ path_reg ^/v2/models/[^/]+(/|$) } !{ path /v2/models/stats }"
+HTTP_VERSION_PATH = "{ path_reg ^/v2/models/[^/]+/versions/[^/]+ }"
+
+
+def audit_format(protocol: str) -> str:
+    """One JSON object per request: who, which model, what happened; no payload, no key."""
+    text = lambda variable: f'"%[var({variable}),json(utf8s)]"'  # noqa: E731
+    grpc_status = text("txn.maas_grpc_status") if protocol == "grpc" else '""'
+    fields = {
+        "time": "%[date(0,ms)]",
+        "tenant": text(auth.TENANT),
+        "model": text(auth.MODEL),
+        "version": text("txn.maas_version"),
+        "infer": text("txn.maas_infer"),
+        "protocol": f'"{protocol}"',
+        "status": "%ST",
+        "grpc_status": grpc_status,
+        "latency_ms": "%Ta",
+        "server_ms": "%Tr",
+        "bytes_in": "%U",
+        "bytes_out": "%B",
+    }
+    return "{" + ",".join(f'"{name}":{value}' for name, value in fields.items()) + "}"
+
+
+def audit_logging(options: GatewayOptions, protocol: str) -> str:
+    """The frontend's audit log: a datagram per request to maas serve (health checks aside)."""
+    if options.audit_socket is None:
+        return ""
+    health = "{ path_beg /v2/health/ }" if protocol == "http" else GRPC_OPEN_HEALTH
+    return (
+        "    log global\n"
+        f"    log unix@{options.audit_socket} len 4096 format raw local1 info\n"
+        f"    log-format '{audit_format(protocol)}'\n"
+        f"    http-request set-log-level silent if {health}\n"
+        # every response, the gateway's own refusals included; Triton's errors are in trailers
+        + (
+            "    http-after-response set-var(txn.maas_grpc_status) res.hdr(grpc-status)\n"
+            if protocol == "grpc"
+            else ""
+        )
+    )
 
 
 def http_tenant_rules(options: GatewayOptions, prefix: Path, infer: str) -> str:
@@ -235,7 +281,6 @@ def http_tenant_rules(options: GatewayOptions, prefix: Path, infer: str) -> str:
     return (
         auth.identify(prefix, HTTP_OPEN)
         + auth.unauthenticated(HTTP_OPEN).http()
-        + f"    http-request set-var({auth.MODEL}) path,field(4,/) if {HTTP_MODEL_PATH}\n"
         + auth.forbidden(prefix).http()
         + auth.limit_variables(prefix, infer)
         + "".join(refusal.http() for refusal in auth.over_limits(prefix, infer))
@@ -286,6 +331,8 @@ def grpc_frontend(options: GatewayOptions, prefix: Path) -> str:
     infer = f"{{ path {GRPC_SERVICE}ModelInfer }}"
     return f"""frontend grpc_in
     bind {options.host}:{options.grpc_port} proto h2{tls(options, "h2")}
+{audit_logging(options, "grpc")}\
+    http-request set-var(txn.maas_infer) str(1) if {infer}
 {grpc_control_rule(options)}
 {grpc_tenant_rules(options, prefix, infer)}\
     http-request wait-for-body time 30s at-least 512 if {infer}
@@ -298,6 +345,9 @@ def grpc_frontend(options: GatewayOptions, prefix: Path) -> str:
 """
 
 
+GRPC_OPEN_HEALTH = (
+    "{ path " + " ".join(f"{GRPC_SERVICE}{m}" for m in ("ServerLive", "ServerReady")) + " }"
+)
 GRPC_OPEN = (
     "{ path "
     + " ".join(f"{GRPC_SERVICE}{method}" for method in ("ServerLive", "ServerReady"))

@@ -29,6 +29,7 @@ from maas.base.triton.endpoints import (
     port_is_free,
 )
 
+from .audit import AUDIT_SOCKET, AuditLog, Usage, UsageKey
 from .embedded import EmbeddedServer, ServerOptions
 from .gateway import Gateway, combined_pem
 from .gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, MiB, ModelLimit
@@ -72,6 +73,7 @@ class StackOptions:
     limits: dict[str, ModelLimit] = field(default_factory=dict)  # per-model overrides
     restart: RestartPolicy = RestartPolicy()
     key_file: Path | None = None  # tenants and API keys; None: anyone who reaches the port
+    audit_log: Path | None = None  # one JSON line per request (audit.py); None: no audit log
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,9 @@ class ServingStack(Service):
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._keys_seen = file_signature(options.key_file)
+        self.audit: AuditLog | None = None
+        if options.audit_log is not None and options.gateway:
+            self.audit = AuditLog(options.audit_log, self.workdir / "gateway" / AUDIT_SOCKET)
 
     def _triton_options(self) -> ServerOptions:
         """Behind the gateway Triton listens on loopback only, without TLS or the user's key."""
@@ -164,6 +169,7 @@ class ServingStack(Service):
             tls_pem=self._tls_pem(),
             request_timeout_s=max(300, server.exit_timeout_s),
             key_file=self.options.key_file,
+            audit_socket=self.audit.socket_path if self.audit else None,
         )
 
     def _tls_pem(self) -> Path | None:
@@ -239,6 +245,10 @@ class ServingStack(Service):
         """The Python-backend stubs running now."""
         return self.triton.stubs()
 
+    def usage_now(self) -> dict[UsageKey, Usage]:
+        """Requests per tenant, model and protocol so far (empty without the audit log)."""
+        return self.audit.usage_now() if self.audit else {}
+
     def start(self) -> ServingStack:
         """Start Triton, then the gateway, then the watchdog and the stack's metrics."""
         host, port = self.options.server.host, self.options.stack_metrics_port
@@ -249,6 +259,9 @@ class ServingStack(Service):
         self.triton.start()
         if self.options.gateway:
             try:
+                if self.audit is not None:
+                    (self.workdir / "gateway").mkdir(parents=True, exist_ok=True)
+                    self.audit.start()  # listening before the gateway sends
                 self.gateway = Gateway(self._gateway_options(), self.workdir / "gateway")
                 self.gateway.start()
             except ServerError:
@@ -399,6 +412,8 @@ class ServingStack(Service):
             self._watchdog = None
         if self.gateway is not None:
             self.gateway.stop(timeout_s=self.options.server.exit_timeout_s + 10)
+        if self.audit is not None:
+            self.audit.stop()
         self.triton.stop()
         if self._scratch is not None:
             self._scratch.cleanup()

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .audit import Usage, UsageKey
 from .stubs import SHM_DIR, Stub
 
 # The names other layers (rules, dashboard, `maas top`) read; exported with these exact names.
@@ -27,6 +28,14 @@ RESIDENT_BYTES = "maas_process_resident_bytes"
 SHM_REGION_BYTES = "maas_shm_region_bytes"
 SHM_FREE_BYTES = "maas_shm_free_bytes"
 SHM_SIZE_BYTES = "maas_shm_size_bytes"
+# Per tenant, model and protocol, from the audit log (usage metering).
+TENANT_COUNTERS = {
+    "maas_tenant_requests_total": ("requests", "Requests of a tenant to a model"),
+    "maas_tenant_failures_total": ("failures", "Failed requests (HTTP ≥ 400, gRPC status ≠ 0)"),
+    "maas_tenant_bytes_in_total": ("bytes_in", "Request bytes received from the tenant"),
+    "maas_tenant_bytes_out_total": ("bytes_out", "Response bytes sent to the tenant"),
+    "maas_tenant_seconds_total": ("seconds", "Seconds the tenant's requests took at the gateway"),
+}
 
 
 @dataclass
@@ -54,6 +63,9 @@ class WatchedStack(Protocol):
 
     def current_stubs(self) -> list[Stub]:
         """The Python-backend stubs running now."""
+
+    def usage_now(self) -> dict[UsageKey, Usage]:
+        """Requests per tenant, model and protocol so far."""
 
 
 def resident_bytes(pid: int) -> int | None:
@@ -84,6 +96,17 @@ class StackCollector(Collector):
         yield from self._restarts(self.stack.restart_counts, {stub.model for stub in stubs})
         yield self._resident(self.stack.process_ids(), stubs)
         yield from self._shared_memory(stubs)
+        yield from self._usage(self.stack.usage_now())
+
+    @staticmethod
+    def _usage(usage: dict[UsageKey, Usage]) -> Iterator[CounterMetricFamily]:
+        for name, (attribute, description) in TENANT_COUNTERS.items():
+            family = CounterMetricFamily(
+                name.removesuffix("_total"), description, labels=["tenant", "model", "protocol"]
+            )
+            for key, counted in sorted(usage.items()):
+                family.add_metric(list(key), getattr(counted, attribute))
+            yield family
 
     @staticmethod
     def _restarts(restarts: Restarts, models: set[str]) -> Iterator[CounterMetricFamily]:

@@ -1,0 +1,262 @@
+"""The audit log and usage metering: one JSON line per request, counted per tenant and model.
+
+The gateway sends one log line per request (no payload, no key: `gateway_config.audit_format`)
+over a Unix datagram socket; a thread of `maas serve` receives it, writes it to the audit file
+(rotated by size) and adds it to the per-tenant usage counters that the stack's metrics export.
+`maas usage` sums the files for billing.
+
+Fields of a line: time (ISO 8601, UTC, ms), tenant ("" with keys off), model, version,
+protocol (http|grpc), call (infer, or other: metadata, readiness, …; only inference
+is metered), status (HTTP status; gRPC calls refused by the gateway carry their gRPC
+status in grpc_status; a gRPC error from Triton travels in trailers, which the gateway cannot
+read: such a call is logged with grpc_status "" and counted as answered), latency_ms (at the
+gateway, first byte in to last byte out), server_ms (time to Triton's answer headers, -1 if it
+never reached Triton), bytes_in, bytes_out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("maas.serve")
+
+AUDIT_SOCKET = "audit.sock"
+
+
+def default_audit_log() -> Path:
+    """$XDG_STATE_HOME/maas/audit.jsonl (~/.local/state/maas/audit.jsonl)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "maas" / "audit.jsonl"
+
+
+MiB = 1024 * 1024
+FIELDS = (
+    "time", "tenant", "model", "version", "protocol", "call", "status", "grpc_status",
+    "latency_ms", "server_ms", "bytes_in", "bytes_out",
+)  # fmt: skip
+
+
+@dataclass
+class Usage:
+    """What one tenant did with one model over one protocol."""
+
+    requests: int = 0
+    failures: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0  # at the gateway, summed
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """Count one audit entry."""
+        self.requests += 1
+        self.failures += int(failed(entry))
+        self.bytes_in += int(entry.get("bytes_in", 0))
+        self.bytes_out += int(entry.get("bytes_out", 0))
+        self.seconds += max(float(entry.get("latency_ms", 0)), 0.0) / 1000
+
+
+UsageKey = tuple[str, str, str]  # tenant, model, protocol
+
+
+def failed(entry: dict[str, Any]) -> bool:
+    """Whether a request failed: an HTTP error status, or a gRPC status other than OK."""
+    grpc_status = str(entry.get("grpc_status", ""))
+    return int(entry.get("status", 0)) >= 400 or grpc_status not in ("", "0")
+
+
+def entry_of(message: bytes) -> dict[str, Any] | None:
+    """The audit entry of one log datagram, its time made ISO 8601; None if unreadable."""
+    try:
+        entry = json.loads(message.decode("utf-8", errors="replace").strip())
+    except ValueError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    for name in ("tenant", "model", "version", "grpc_status"):
+        if entry.get(name) == "-":  # HAProxy's word for a variable that was never set
+            entry[name] = ""
+    stamp = datetime.datetime.fromtimestamp(int(entry.get("time", 0)) / 1000, datetime.UTC)
+    entry["time"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    entry["call"] = "infer" if entry.pop("infer", "") == "1" else "other"
+    return {name: entry.get(name, "") for name in FIELDS}
+
+
+class RotatingFile:
+    """A file of lines, renamed to .1 (.2, …) when it passes max_bytes; readable by us only."""
+
+    def __init__(self, path: Path, max_bytes: int = 64 * MiB, backups: int = 10) -> None:
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = self._open()
+
+    def _open(self) -> Any:
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(descriptor, "a", buffering=1)
+
+    def write(self, line: str) -> None:
+        """Append a line; rotate first if it would pass the size."""
+        if self._out.tell() + len(line) > self.max_bytes:
+            self._rotate()
+        self._out.write(line)
+
+    def _rotate(self) -> None:
+        self._out.close()
+        for number in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{number}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{number + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._out = self._open()
+
+    def close(self) -> None:
+        """Flush and close."""
+        self._out.close()
+
+
+class AuditLog:
+    """Receives the gateway's log datagrams, writes the audit file and counts usage."""
+
+    def __init__(self, path: Path, socket_path: Path, max_bytes: int = 64 * MiB) -> None:
+        self.path, self.socket_path = path, socket_path
+        self.max_bytes = max_bytes
+        self.usage: dict[UsageKey, Usage] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind the socket (before the gateway starts sending) and start receiving."""
+        self.socket_path.unlink(missing_ok=True)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MiB)
+        self._socket.bind(str(self.socket_path))
+        self._socket.settimeout(0.2)  # to see stop() even when nothing arrives
+        os.chmod(self.socket_path, 0o600)
+        out = RotatingFile(self.path, self.max_bytes)
+        self._thread = threading.Thread(
+            target=self._receive, args=(self._socket, out), name="maas-audit", daemon=True
+        )
+        self._thread.start()
+
+    def _receive(self, sock: socket.socket, out: RotatingFile) -> None:
+        try:
+            while True:
+                try:
+                    message = sock.recv(65536)
+                except TimeoutError:
+                    if self._stopping.is_set():
+                        return  # stopped, and nothing is left to read
+                    continue
+                except OSError:
+                    return
+                entry = entry_of(message)
+                if entry is None:
+                    continue
+                out.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                self._count(entry)
+        finally:
+            out.close()
+
+    def _count(self, entry: dict[str, Any]) -> None:
+        if entry["call"] != "infer":
+            return  # metadata, readiness and the like: audited, not metered
+        key = (str(entry["tenant"]), str(entry["model"]), str(entry["protocol"]))
+        with self._lock:
+            self.usage.setdefault(key, Usage()).add(entry)
+
+    def usage_now(self) -> dict[UsageKey, Usage]:
+        """A copy of the counters."""
+        with self._lock:
+            return {key: Usage(**vars(value)) for key, value in self.usage.items()}
+
+    def stop(self) -> None:
+        """Stop receiving once what has arrived is written."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            sock.close()
+        self.socket_path.unlink(missing_ok=True)
+
+
+# --- reading the files back, for `maas usage` -----------------------------------------------
+
+
+def audit_files(path: Path) -> list[Path]:
+    """The audit file and its rotated copies, oldest first."""
+    rotated = sorted(
+        path.parent.glob(f"{path.name}.*"),
+        key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
+        reverse=True,
+    )
+    return [p for p in rotated if p.suffix[1:].isdigit()] + ([path] if path.exists() else [])
+
+
+def read_entries(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
+    """Every audit entry of the files, in order."""
+    for path in paths:
+        with path.open() as lines:
+            for line in lines:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash
+
+
+@dataclass
+class UsageReport:
+    """Usage per tenant, model and protocol within a time window."""
+
+    since: str
+    until: str
+    rows: dict[UsageKey, Usage] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: Iterable[dict[str, Any]], since: str, until: str) -> UsageReport:
+        """Sum the entries whose time is in [since, until) (ISO 8601 strings compare as times)."""
+        report = cls(since, until)
+        for entry in entries:
+            stamp = str(entry.get("time", ""))
+            if (
+                entry.get("call") != "infer"
+                or (since and stamp < since)
+                or (until and stamp >= until)
+            ):
+                continue
+            key = (str(entry["tenant"]), str(entry["model"]), str(entry["protocol"]))
+            report.rows.setdefault(key, Usage()).add(entry)
+        return report
+
+    def table(self) -> list[list[str]]:
+        """Header and one row per tenant, model and protocol."""
+        header = ["tenant", "model", "protocol", "requests", "failures", "bytes_in", "bytes_out",
+                  "seconds"]  # fmt: skip
+        rows = [
+            [*key, str(u.requests), str(u.failures), str(u.bytes_in), str(u.bytes_out),
+             f"{u.seconds:.3f}"]
+            for key, u in sorted(self.rows.items())
+        ]  # fmt: skip
+        return [header, *rows]
+
+    def csv(self) -> str:
+        """As CSV."""
+        return "".join(",".join(row) + "\n" for row in self.table())
+
+    def markdown(self) -> str:
+        """As a Markdown table."""
+        header, *rows = self.table()
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines) + "\n"
