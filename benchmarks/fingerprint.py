@@ -9,6 +9,7 @@ import urllib.request
 from datetime import datetime, timezone
 
 from maas.base.machine import cpu_model_and_flags, git_commit, gpus, library_versions, memory_gib
+from maas.clients.transport import auth_headers
 
 LIBRARIES = (
     "maas",
@@ -33,7 +34,8 @@ def server_version(http_url: str) -> str:
     if not http_url:
         return ""
     try:
-        with urllib.request.urlopen(f"http://{http_url}/v2", timeout=5) as response:
+        request = urllib.request.Request(f"http://{http_url}/v2", headers=auth_headers())
+        with urllib.request.urlopen(request, timeout=5) as response:
             return str(json.load(response).get("version", ""))
     except (OSError, ValueError):
         return "unreachable"

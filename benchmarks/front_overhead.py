@@ -13,8 +13,11 @@ throughput over gRPC, with HTTP and system shared memory reported beside it.
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,8 +31,9 @@ from maas.benchmarks.process_tree import tree_cpu_s
 from maas.benchmarks.report import markdown_table, write_pair
 from maas.benchmarks.workloads import build_workload
 from maas.clients.checks import build_infer_inputs
+from maas.clients.transport import API_KEY_ENV, auth_headers
 from maas.serve import local_options, serve
-from maas.serve.gateway import HAProxy
+from maas.serve.gateway import Gateway, HAProxy
 from maas.serve.stack import ServingStack
 
 log = logging.getLogger(__name__)
@@ -147,6 +151,7 @@ def lean_loop(options: FrontBenchOptions, case: FrontCase, url: str) -> LevelRes
     (inputs,) = build_workload(ModelRepository(options.repository), case.model).requests[:1]
     tensors = build_infer_inputs(case.model, inputs, module.InferInput)
     client = module.InferenceServerClient(url)
+    headers = auth_headers()  # $MAAS_API_KEY, for a gateway that requires keys
     latencies: list[float] = []
     try:
         for phase, seconds in (("warm-up", options.warmup_s), ("window", options.duration_s)):
@@ -155,7 +160,7 @@ def lean_loop(options: FrontBenchOptions, case: FrontCase, url: str) -> LevelRes
             ends = began + seconds
             while time.perf_counter() < ends:
                 sent = time.perf_counter()
-                client.infer(case.model, tensors)
+                client.infer(case.model, tensors, headers=headers)
                 latencies.append((time.perf_counter() - sent) * 1000.0)
             log.debug("%s: %d calls", phase, len(latencies))
         elapsed = time.perf_counter() - began
@@ -164,28 +169,58 @@ def lean_loop(options: FrontBenchOptions, case: FrontCase, url: str) -> LevelRes
     return summarise_window(Level(1), elapsed, latencies, [], 0, {}, (len(latencies), 0), 0)
 
 
-def gateway_cpu_s(stack: ServingStack) -> float:
-    """CPU seconds the gateway process has used so far."""
-    gateway = stack.gateway
-    return tree_cpu_s((gateway.pid if gateway is not None else None) or 0)
+@contextmanager
+def api_key_in_environment(key: str) -> Iterator[None]:
+    """$MAAS_API_KEY set to key (unset when empty) for the block: Locust's processes inherit it."""
+    before = os.environ.pop(API_KEY_ENV, None)
+    if key:
+        os.environ[API_KEY_ENV] = key
+    try:
+        yield
+    finally:
+        os.environ.pop(API_KEY_ENV, None)
+        if before is not None:
+            os.environ[API_KEY_ENV] = before
 
 
 def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStack) -> FrontResult:
-    """Alternate the routes, round after round; medians of each."""
+    """Straight to Triton against through the gateway."""
     direct = stack.triton.grpc_url if case.protocol == "grpc" else stack.triton.http_url
-    routes = {"direct": direct, "front": stack.endpoints.url(case.protocol)}
+    routes = {
+        "direct": Route(direct),
+        "front": Route(stack.endpoints.url(case.protocol), stack.gateway),
+    }
+    return measure_routes(options, case, routes, stack.triton.http_url)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way to the server: its url, the gateway on it (for its CPU), the key it wants."""
+
+    url: str
+    gateway: Gateway | None = None
+    api_key: str = ""
+
+
+def measure_routes(
+    options: FrontBenchOptions, case: FrontCase, routes: dict[str, Route], stats_url: str
+) -> FrontResult:
+    """Alternate the two routes ("direct" and "front"), round after round; medians of each."""
     levels: dict[str, list[LevelResult]] = {"direct": [], "front": []}
     gateway_cpu: list[float] = []
     for round_ in range(options.rounds):
         order = ("direct", "front") if round_ % 2 == 0 else ("front", "direct")
-        for route in order:
-            cpu_before = gateway_cpu_s(stack)
-            level = measure_once(options, case, routes[route], stack.triton.http_url)
-            if route == "front":
+        for name in order:
+            route = routes[name]
+            cpu_before = tree_cpu_s(route.gateway.pid or 0) if route.gateway else 0.0
+            with api_key_in_environment(route.api_key):
+                level = measure_once(options, case, route.url, stats_url)
+            if name == "front" and route.gateway is not None:
                 calls = max(1, level.requests + level.failures)
-                gateway_cpu.append((gateway_cpu_s(stack) - cpu_before) * 1e6 / calls)
-            log.info("%s %s round %d: %s", case.label, route, round_ + 1, level.summary())
-            levels[route].append(level)
+                spent = tree_cpu_s(route.gateway.pid or 0) - cpu_before
+                gateway_cpu.append(spent * 1e6 / calls)
+            log.info("%s %s round %d: %s", case.label, name, round_ + 1, level.summary())
+            levels[name].append(level)
 
     def median(route: str, field: str) -> float:
         return float(statistics.median(getattr(level, field) for level in levels[route]))
@@ -199,7 +234,7 @@ def measure_case(options: FrontBenchOptions, case: FrontCase, stack: ServingStac
         failures=sum(level.failures for route in levels.values() for level in route),
         direct_p99_ms=median("direct", "p99_ms"),
         front_p99_ms=median("front", "p99_ms"),
-        gateway_cpu_us=float(statistics.median(gateway_cpu)),
+        gateway_cpu_us=float(statistics.median(gateway_cpu)) if gateway_cpu else 0.0,
     )
 
 

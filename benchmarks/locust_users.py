@@ -29,6 +29,7 @@ from locust import User, constant, events, task  # noqa: E402
 
 from maas.base.triton.endpoints import DEFAULT_URLS  # noqa: E402
 from maas.base.triton.repository import ModelRepository  # noqa: E402
+from maas.clients.transport import auth_headers  # noqa: E402
 
 from .pacing import ARRIVALS, DELAY_TOLERANCE_S, PROTOCOLS, ArrivalSchedule, LoadConfig  # noqa: E402
 from .peers import wire  # noqa: E402
@@ -103,17 +104,17 @@ class TritonTransport:
             self.client: Any = client_module.InferenceServerClient(
                 config.url, network_timeout=config.timeout_s, connection_timeout=config.timeout_s
             )
-            self.call_options: dict[str, Any] = {}
+            self.call_options: dict[str, Any] = {"headers": auth_headers()}
         else:
             import tritonclient.grpc as client_module  # type: ignore[no-redef]
 
             self.client = client_module.InferenceServerClient(config.url)
-            self.call_options = {"client_timeout": config.timeout_s}
+            self.call_options = {"client_timeout": config.timeout_s, "headers": auth_headers()}
         self.module: Any = client_module
         self.model = config.model
         self.shm_prefix = f"maas_bench_{id(self):x}_{user_number}" if config.shm else ""
         self.regions: list[tuple[str, Any]] = []
-        outputs = self.client.get_model_metadata(config.model)
+        outputs = self.client.get_model_metadata(config.model, headers=auth_headers())
         names = [o["name"] if isinstance(o, dict) else o.name for o in _outputs_of(outputs)]
         self.outputs = [self._requested(name) for name in names]
 
@@ -143,7 +144,9 @@ class TritonTransport:
         name = f"{self.shm_prefix}_{len(self.regions)}"
         handle = shm.create_shared_memory_region(name, f"/{name}", array.nbytes)
         shm.set_shared_memory_region(handle, [array])
-        self.client.register_system_shared_memory(name, f"/{name}", array.nbytes)
+        self.client.register_system_shared_memory(
+            name, f"/{name}", array.nbytes, headers=auth_headers()
+        )
         self.regions.append((name, handle))
         return name
 

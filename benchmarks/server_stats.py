@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from maas.base.errors import StatsError
+from maas.clients.transport import auth_headers
 
 Snapshot = dict[str, dict[str, int]]  # model → counter name → value
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -23,8 +24,9 @@ _COUNTERS = ("success", "fail", *PHASES)
 def fetch_snapshot(http_url: str, timeout_s: float = 10.0) -> Snapshot:
     """Every model's cumulative counters from Triton's HTTP statistics endpoint (host:port)."""
     address = f"http://{http_url}/v2/models/stats"
+    request = urllib.request.Request(address, headers=auth_headers())
     try:
-        with urllib.request.urlopen(address, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             body = json.load(response)
     except (OSError, ValueError) as error:
         raise StatsError(f"cannot read server statistics from {address}: {error}") from None

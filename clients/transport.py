@@ -124,6 +124,12 @@ class ClientOptions:
         return {"ssl": True, "ssl_context": ssl.create_default_context(cafile=cert)} if cert else {}
 
 
+def auth_headers(api_key: str | None = None) -> dict[str, str]:
+    """The header that carries an API key (given, else $MAAS_API_KEY); empty without one."""
+    key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
+    return {"authorization": f"Bearer {key}"} if key else {}
+
+
 def call_kwargs(protocol: Protocol, timeout_s: float, api_key: str = "") -> dict[str, Any]:
     """Per-call keyword arguments: gRPC's deadline, and the API key on every call.
 
@@ -132,7 +138,7 @@ def call_kwargs(protocol: Protocol, timeout_s: float, api_key: str = "") -> dict
     """
     found: dict[str, Any] = {"client_timeout": timeout_s} if protocol == "grpc" else {}
     if api_key:
-        found["headers"] = {"authorization": f"Bearer {api_key}"}
+        found["headers"] = auth_headers(api_key)
     return found
 
 

@@ -6,10 +6,15 @@ change the file while it runs, as `maas keys` does, and the stack applies each c
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +30,8 @@ from maas.base.errors import (
 )
 from maas.benchmarks.peers_bench import subset_repository
 from maas.clients import NO_RETRIES, ModelClient, Protocol
+from maas.export.samples import write_held_out_digits
+from maas.monitor.scrape import scrape
 from maas.serve.keys import KeyFile, TenantPolicy
 from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
 
@@ -62,10 +69,10 @@ def stack(
     exported: Exported, keys: Keys, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     folder = tmp_path_factory.mktemp("keyed")
-    repo = subset_repository(exported.repository, OTHER, folder / "repo")
-    if not (repo / MODEL).exists():
-        shutil.copytree(exported.repository.model_dir(MODEL), repo / MODEL)
-    serve = start_maas_serve(repo, folder, extra_args=["--auth", "--keys", str(keys.path)])
+    repo = subset_repository(exported.repository, f"{MODEL}_image", folder / "repo")  # + MODEL
+    shutil.copytree(exported.repository.model_dir(OTHER), repo / OTHER)  # its step is MODEL
+    audit = ["--audit-log", str(folder / "audit.jsonl")]
+    serve = start_maas_serve(repo, folder, extra_args=["--auth", "--keys", str(keys.path), *audit])
     yield serve
     assert stop_maas_serve(serve) == 0
 
@@ -240,3 +247,105 @@ def test_rotating_a_key_under_load_fails_no_request_of_a_valid_key(
     assert answered[0] > 50
     with pytest.raises(AuthenticationError):
         call(stack, "http", old, pixels)
+
+
+def maas(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "maas.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_maas_infer_and_maas_bench_send_the_key(
+    stack: RunningServer, keys: Keys, exported: Exported, tmp_path: Path
+) -> None:
+    (digit, _), *_ = write_held_out_digits(tmp_path, 1)
+    key = keys.create("zeta")
+    time.sleep(APPLIED_S + 0.5)
+    refused = maas("infer", MODEL, str(digit), "--url", stack.http_url)
+    assert refused.returncode == 1 and "a valid API key is needed" in refused.stderr
+    answered = maas("infer", MODEL, str(digit), "--url", stack.grpc_url, "--protocol", "grpc",
+                    "--api-key", key)  # fmt: skip
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.count("(") == 5, answered.stdout  # the top-5 labels with scores
+    bench = maas(
+        "bench", MODEL, "--url", stack.http_url, "--stats-url", stack.http_url, "--users", "2",
+        "--duration", "2", "--warmup", "0.5", "--limit-seconds", "0", "--out",
+        str(tmp_path / "bench"), "--repository", str(exported.repository.root), "--api-key", key,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    assert " 0 failed" in bench.stdout, bench.stdout
+
+
+def audit_entries(stack: RunningServer) -> list[dict[str, object]]:
+    path = stack.log.parent / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_usage_is_metered_per_tenant_model_and_protocol_as_sent(
+    stack: RunningServer, keys: Keys, pixels: np.ndarray, tmp_path: Path
+) -> None:
+    key = keys.create("meter", TenantPolicy(models=(MODEL,)))
+    time.sleep(APPLIED_S + 0.5)
+    sent = {"http": 5, "grpc": 3}
+    for protocol, count in sent.items():
+        for _ in range(count):
+            call(stack, protocol, key, pixels)  # type: ignore[arg-type]
+    with pytest.raises(PermissionDeniedError):
+        call(stack, "http", key, pixels, model=OTHER)
+    time.sleep(0.5)  # the gateway logs a request once it has ended
+    everything = [e for e in audit_entries(stack) if e["tenant"] == "meter"]
+    assert {e["call"] for e in everything} == {"infer", "other"}  # metadata reads are audited
+    mine = [e for e in everything if e["call"] == "infer"]
+    assert sorted(str(e["model"]) for e in mine) == sorted([MODEL] * 8)
+    for protocol, count in sent.items():
+        answered = [e for e in mine if e["protocol"] == protocol and e["model"] == MODEL]
+        assert len(answered) == count and all(e["status"] == 200 for e in answered)
+        assert all(int(str(e["bytes_in"])) > pixels.nbytes for e in answered)
+    (refused,) = [e for e in everything if e["model"] == OTHER]
+    assert refused["status"] == 403 and refused["server_ms"] == -1, "refused before Triton"
+    assert set(mine[0]) == {
+        "time", "tenant", "model", "version", "protocol", "call", "status", "grpc_status",
+        "latency_ms", "server_ms", "bytes_in", "bytes_out",
+    }  # fmt: skip
+    metrics = scrape(f"http://127.0.0.1:{stack.stack_metrics_port}/metrics")
+    for protocol, count in sent.items():
+        labels = {"tenant": "meter", "model": MODEL, "protocol": protocol}
+        assert metrics.total("maas_tenant_requests_total", **labels) == count
+        assert metrics.total("maas_tenant_failures_total", **labels) == 0
+    assert metrics.total("maas_tenant_requests_total", tenant="meter", model=OTHER) == 0
+    usage = maas("usage", "--audit-log", str(stack.log.parent / "audit.jsonl"), "--format", "csv")
+    assert usage.returncode == 0, usage.stderr
+    rows = {tuple(line.split(",")[:3]): line.split(",") for line in usage.stdout.splitlines()}
+    assert rows[("meter", MODEL, "http")][3:5] == ["5", "0"]
+    assert rows[("meter", MODEL, "grpc")][3:5] == ["3", "0"]
+    assert ("meter", OTHER, "http") not in rows  # refused when reading metadata: not inference
+
+
+def test_no_log_the_stack_writes_holds_a_payload_or_a_key(stack: RunningServer, keys: Keys) -> None:
+    key = keys.create("privacy")
+    time.sleep(APPLIED_S + 0.5)
+    marker = "PAYLOAD-MARKER-7f3a9c"
+    bodies = [
+        {"id": marker, "inputs": [{"name": "pixels", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                   "data": [0.5] * 64}]},
+        {"id": marker, "inputs": [{"name": marker, "shape": [1], "datatype": "BYTES",
+                                   "data": [marker]}]},
+    ]  # fmt: skip
+    for body in bodies:
+        request = urllib.request.Request(
+            f"http://{stack.http_url}/v2/models/{MODEL}/infer",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).read()
+        except urllib.error.HTTPError as refused:
+            refused.read()
+    time.sleep(0.5)
+    logs = [p for p in stack.log.parent.rglob("*") if p.is_file() and p.suffix != ".map"]
+    assert any(p.name == "audit.jsonl" for p in logs) and any(p.name == "haproxy.log" for p in logs)
+    for path in logs:
+        if path.stat().st_size > 50 * 2**20 or path.suffix in (".so", ".onnx", ".xml", ".bin"):
+            continue
+        text = path.read_bytes()
+        assert marker.encode() not in text, f"{path} holds a payload"
+        assert key.encode() not in text, f"{path} holds an API key"

@@ -9,6 +9,7 @@ import typer
 from .bench_cmd import (
     bench_command,
     bench_front_command,
+    bench_keys_command,
     bench_padding_command,
     bench_peers_command,
     bench_suite_command,
@@ -20,7 +21,7 @@ from .demo_cmd import demo_command
 from .doctor_cmd import doctor_command
 from .export_cmd import export_command
 from .infer_cmd import infer_command
-from .keys_cmd import keys_app
+from .keys_cmd import keys_app, usage_command
 from .monitor_cmd import monitor_command, top_command
 from .serve_cmd import front_command, serve_command
 
@@ -44,12 +45,14 @@ COMMANDS = (
     ("serve", serve_command),
     ("front", front_command),
     ("infer", infer_command),
+    ("usage", usage_command),
     ("monitor", monitor_command),
     ("top", top_command),
     ("bench", bench_command),
     ("bench-suite", bench_suite_command),
     ("bench-peers", bench_peers_command),
     ("bench-front", bench_front_command),
+    ("bench-keys", bench_keys_command),
     ("soak", soak_command),
     ("bench-padding", bench_padding_command),
     ("bench-targets", bench_targets_command),

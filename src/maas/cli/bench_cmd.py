@@ -14,6 +14,7 @@ import typer
 
 from .common import (
     DEFAULT_REPOSITORY,
+    ApiKeyOption,
     DurationOption,
     OutOption,
     RepositoryOption,
@@ -21,6 +22,7 @@ from .common import (
     WarmupOption,
     echo_lines,
     setup_logging,
+    use_api_key,
     user_errors,
 )
 
@@ -69,10 +71,12 @@ def bench_command(
     out: BenchOutOption = None,
     image: ImageOption = None,
     repository: RepositoryOption = DEFAULT_REPOSITORY,
+    api_key: ApiKeyOption = "",
 ) -> None:
     """Headless Locust load test of a running server, with Triton's breakdown and a report."""
     from maas.benchmarks.bench import BenchOptions, bench_and_report, parse_levels
 
+    use_api_key(api_key)
     with user_errors():
         user_counts, rates = parse_levels(users, rate)
         options = BenchOptions(
@@ -190,6 +194,30 @@ def task_rates(tasks: tuple[str, ...], rates: tuple[float, ...]) -> dict[str, tu
 def split_names(text: str) -> tuple[str, ...]:
     """'a, b' → ('a', 'b')."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def bench_keys_command(
+    out: OutOption = Path("benchmarks/results/keys"),
+    rounds: Annotated[int, typer.Option(min=1, help="Alternating rounds per case.")] = 3,
+    duration: RunDurationOption = 8.0,
+    warmup: RunWarmupOption = 2.0,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """What keys, limits and metering cost: a keyed and an open gateway before one Triton."""
+    from maas.benchmarks.front_overhead import FrontBenchOptions
+    from maas.benchmarks.keys_overhead import goal_of, run_keys_overhead, write_keys_report
+
+    setup_logging()
+    with user_errors():
+        options = FrontBenchOptions(repository, out, rounds, duration, warmup)
+        results, print_ = run_keys_overhead(options)
+        for result in results:
+            goal, met = goal_of(result)
+            typer.echo(
+                f"{result.case.label}: throughput keyed/open {result.throughput_ratio:.3f}, "
+                f"p50 added {result.p50_added_ms:+.3f} ms; {goal}: {'met' if met else 'MISSED'}"
+            )
+        typer.echo(f"report  {write_keys_report(results, options, print_)}")
 
 
 def bench_front_command(

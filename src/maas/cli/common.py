@@ -29,10 +29,22 @@ UrlOption = Annotated[
     typer.Option(help="host:port of the server [default: localhost:8000 http, :8001 grpc]."),
 ]
 ProtocolOption = Annotated[str, typer.Option(help="http or grpc.")]
+ApiKeyOption = Annotated[
+    str,
+    typer.Option(
+        envvar="MAAS_API_KEY", help="API key for a server that requires keys (env MAAS_API_KEY)."
+    ),
+]
 HostOption = Annotated[str, typer.Option(help="Address to bind.")]
 OutOption = Annotated[Path, typer.Option(help="Report folder.")]
 DurationOption = Annotated[float, typer.Option(min=0.5, help="Measured seconds per level.")]
 WarmupOption = Annotated[float, typer.Option(min=0.0, help="Unmeasured seconds per level.")]
+
+
+def use_api_key(key: str) -> None:
+    """Make the key the one every client and Locust process of this command sends."""
+    if key:
+        os.environ["MAAS_API_KEY"] = key  # read by the clients and inherited by subprocesses
 
 
 def interrupt(signum: int, frame: object) -> None:

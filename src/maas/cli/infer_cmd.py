@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import ProtocolOption, UrlOption, check_protocol, echo_lines, user_errors
+from .common import (
+    ApiKeyOption,
+    ProtocolOption,
+    UrlOption,
+    check_protocol,
+    echo_lines,
+    use_api_key,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from maas.clients import Classification, Protocol
@@ -32,11 +40,13 @@ def infer_command(
     protocol: ProtocolOption = "http",
     top_k: TopKOption = 5,
     timeout: TimeoutOption = 30.0,
+    api_key: ApiKeyOption = "",
 ) -> None:
     """Classify images, or embed or classify texts, through the server."""
     from maas.clients import input_kind
     from maas.clients.routing import require_raw_kind
 
+    use_api_key(api_key)
     with user_errors():
         checked = check_protocol(protocol)
         kind = require_raw_kind(model, input_kind(model, url, checked, timeout))
