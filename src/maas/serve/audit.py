@@ -30,6 +30,7 @@ from typing import Any
 log = logging.getLogger("maas.serve")
 
 AUDIT_SOCKET = "audit.sock"
+BATCH_S = 0.1  # how often the audit socket is drained
 
 
 def default_audit_log() -> Path:
@@ -90,6 +91,17 @@ def entry_of(message: bytes) -> dict[str, Any] | None:
     return {name: entry.get(name, "") for name in FIELDS}
 
 
+def drain(sock: socket.socket) -> Iterator[bytes]:
+    """Every datagram waiting on a non-blocking socket."""
+    while True:
+        try:
+            yield sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+
+
 class RotatingFile:
     """A file of lines, renamed to .1 (.2, …) when it passes max_bytes; readable by us only."""
 
@@ -100,13 +112,14 @@ class RotatingFile:
 
     def _open(self) -> Any:
         descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        return os.fdopen(descriptor, "a", buffering=1)
+        return os.fdopen(descriptor, "a")
 
-    def write(self, line: str) -> None:
-        """Append a line; rotate first if it would pass the size."""
-        if self._out.tell() + len(line) > self.max_bytes:
+    def write(self, text: str) -> None:
+        """Append lines (written through at once); rotate first if they would pass the size."""
+        if self._out.tell() + len(text) > self.max_bytes and self._out.tell() > 0:
             self._rotate()
-        self._out.write(line)
+        self._out.write(text)
+        self._out.flush()
 
     def _rotate(self) -> None:
         self._out.close()
@@ -140,7 +153,6 @@ class AuditLog:
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MiB)
         self._socket.bind(str(self.socket_path))
-        self._socket.settimeout(0.2)  # to see stop() even when nothing arrives
         os.chmod(self.socket_path, 0o600)
         out = RotatingFile(self.path, self.max_bytes)
         self._thread = threading.Thread(
@@ -149,30 +161,32 @@ class AuditLog:
         self._thread.start()
 
     def _receive(self, sock: socket.socket, out: RotatingFile) -> None:
+        """Drain the socket every BATCH_S: one wake-up per batch, not one per request.
+
+        A wake-up per request took a third process onto two busy cores for each call (seen:
+        0.1-0.2 ms added to the median at one user); the socket's buffer holds the lines
+        meanwhile (4 MiB: over ten thousand).
+        """
+        sock.setblocking(False)
         try:
             while True:
-                try:
-                    message = sock.recv(65536)
-                except TimeoutError:
-                    if self._stopping.is_set():
-                        return  # stopped, and nothing is left to read
-                    continue
-                except OSError:
-                    return
-                entry = entry_of(message)
-                if entry is None:
-                    continue
-                out.write(json.dumps(entry, separators=(",", ":")) + "\n")
-                self._count(entry)
+                stopping = self._stopping.wait(BATCH_S)
+                lines = [line for line in map(entry_of, drain(sock)) if line is not None]
+                if lines:
+                    out.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines))
+                    self._count(lines)
+                if stopping:
+                    return  # what arrived before the stop is written
         finally:
             out.close()
 
-    def _count(self, entry: dict[str, Any]) -> None:
-        if entry["call"] != "infer":
-            return  # metadata, readiness and the like: audited, not metered
-        key = (str(entry["tenant"]), str(entry["model"]), str(entry["protocol"]))
+    def _count(self, entries: list[dict[str, Any]]) -> None:
         with self._lock:
-            self.usage.setdefault(key, Usage()).add(entry)
+            for entry in entries:
+                if entry["call"] != "infer":
+                    continue  # metadata, readiness and the like: audited, not metered
+                key = (str(entry["tenant"]), str(entry["model"]), str(entry["protocol"]))
+                self.usage.setdefault(key, Usage()).add(entry)
 
     def usage_now(self) -> dict[UsageKey, Usage]:
         """A copy of the counters."""

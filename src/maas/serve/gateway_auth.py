@@ -195,6 +195,22 @@ def limit_variables(prefix: Path, infer: str) -> str:
     )
 
 
+def tenant_rules(prefix: Path, exempt: str, infer: str, protocol: str, check_model: bool) -> str:
+    """A frontend's rules: identify, refuse the unknown (and the forbidden), then the limits."""
+
+    def render(refusal: Refusal) -> str:
+        return refusal.http() if protocol == "http" else refusal.grpc()
+
+    return (
+        identify(prefix, exempt)
+        + render(unauthenticated(exempt))
+        + (render(forbidden(prefix)) if check_model else "")
+        + limit_variables(prefix, infer)
+        + "".join(render(refusal) for refusal in over_limits(prefix, infer))
+        + count_admitted(infer)
+    )
+
+
 def count_admitted(infer: str) -> str:
     """Count a request against the rate and the quota once it passed every check."""
     tracked = f"{KNOWN} {infer}"

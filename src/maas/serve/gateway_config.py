@@ -278,14 +278,7 @@ def http_tenant_rules(options: GatewayOptions, prefix: Path, infer: str) -> str:
     """Keys, model access and the tenant's limits, before any other work is done."""
     if options.key_file is None:
         return ""
-    return (
-        auth.identify(prefix, HTTP_OPEN)
-        + auth.unauthenticated(HTTP_OPEN).http()
-        + auth.forbidden(prefix).http()
-        + auth.limit_variables(prefix, infer)
-        + "".join(refusal.http() for refusal in auth.over_limits(prefix, infer))
-        + auth.count_admitted(infer)
-    )
+    return auth.tenant_rules(prefix, HTTP_OPEN, infer, "http", check_model=True)
 
 
 def maybe_over_a_size_limit(options: GatewayOptions) -> str:
@@ -361,13 +354,8 @@ def grpc_tenant_rules(options: GatewayOptions, prefix: Path, infer: str) -> str:
     """Keys and the tenant's limits, before the body is waited for."""
     if options.key_file is None:
         return ""
-    return (
-        auth.identify(prefix, GRPC_OPEN)
-        + auth.unauthenticated(GRPC_OPEN).grpc()
-        + auth.limit_variables(prefix, infer)
-        + "".join(refusal.grpc() for refusal in auth.over_limits(prefix, infer))
-        + auth.count_admitted(infer)
-    )
+    # The model is in the body: its access check follows the body's arrival (grpc_model_access).
+    return auth.tenant_rules(prefix, GRPC_OPEN, infer, "grpc", check_model=False)
 
 
 def grpc_model_access(options: GatewayOptions, prefix: Path) -> str:
