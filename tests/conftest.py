@@ -112,6 +112,7 @@ def start_maas_serve(
     exit_timeout: int = 10,
     extra_args: Sequence[str] = (),
     ports: tuple[int, int, int] | None = None,
+    tls_ca: Path | None = None,
 ) -> RunningServer:
     """Start `maas serve` as a user would, on free ports, and wait until it is ready."""
     http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
@@ -137,7 +138,7 @@ def start_maas_serve(
         stack_metrics_port,
         Path(extra_args[list(extra_args).index("--tls-cert") + 1])
         if "--tls-cert" in extra_args
-        else None,
+        else tls_ca,
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not server.is_ready():

@@ -1,9 +1,7 @@
-"""Both public ports over TLS at the gateway, with a certificate made by the test."""
+"""Both public ports over TLS at the gateway, with the self-signed certificate maas makes."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import time
 from pathlib import Path
@@ -14,42 +12,14 @@ import tritonclient.grpc as grpcclient
 
 from maas.clients import NO_RETRIES, ModelClient, ServerUnavailableError
 from maas.export.verify import torch_runner
+from maas.serve.tls import self_signed_certificate
 from tests.conftest import Exported, start_maas_serve, stop_maas_serve
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
     """A certificate for localhost / 127.0.0.1 and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_file = folder / "server.pem", folder / "server.key"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert, key_file
+    cert, key, _ = self_signed_certificate(folder, "127.0.0.1")
+    return cert, key
 
 
 def test_both_protocols_serve_tls_only_and_clients_with_the_ca_get_the_models_answers(

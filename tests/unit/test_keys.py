@@ -30,6 +30,7 @@ from maas.serve.audit import (
 )
 from maas.serve.gateway_auth import UNLIMITED, Refusal, map_entries
 from maas.serve.keys import KeyFile, TenantPolicy, key_digest
+from maas.serve.tls import self_signed_certificate
 
 
 def test_a_created_key_is_kept_only_as_its_digest_in_a_private_file(tmp_path: Path) -> None:
@@ -174,3 +175,16 @@ def test_usage_counts_inference_only() -> None:
     other = entry_of(audit_line(0, "a", 200, infer=""))
     assert other is not None and other["call"] == "other"
     assert not UsageReport.of([other], "", "").rows
+
+
+def test_the_self_signed_certificate_names_this_machine_and_is_reused(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    cert, key, made = self_signed_certificate(tmp_path / "tls", "0.0.0.0")
+    assert made and stat.S_IMODE(key.stat().st_mode) == 0o600
+    names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert "localhost" in names.value.get_values_for_type(x509.DNSName)
+    assert "127.0.0.1" in {str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)}
+    assert self_signed_certificate(tmp_path / "tls", "0.0.0.0") == (cert, key, False)

@@ -18,6 +18,7 @@ from maas.serve.embedded import ServerOptions
 from maas.serve.gateway import Gateway, combined_pem
 from maas.serve.gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, ModelLimit
 from maas.serve.keys import default_key_file
+from maas.serve.tls import default_tls_dir, self_signed_certificate
 
 from .common import (
     DEFAULT_REPOSITORY,
@@ -79,6 +80,14 @@ AuditLogOption = Annotated[
         "~/.local/state/maas/audit.jsonl when keys are required, else none].",
     ),
 ]
+TlsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--tls/--no-tls",
+        help="Serve TLS only [default: on when --host is not a loopback address, with a "
+        "self-signed certificate made once in ~/.config/maas/tls unless --tls-cert is given].",
+    ),
+]
 LimitOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -130,6 +139,7 @@ def serve_command(
     keys: KeysOption = None,
     auth: AuthOption = None,
     audit_log: AuditLogOption = None,
+    tls: TlsOption = None,
 ) -> None:
     """Run the real tritonserver behind the gateway until Ctrl-C or SIGTERM.
 
@@ -137,6 +147,7 @@ def serve_command(
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with user_errors():
+        tls_cert, tls_key = chosen_certificate(host, tls_cert, tls_key, tls)
         server = ServerOptions(
             repository=repository,
             http_port=http_port,
@@ -166,6 +177,31 @@ def serve_command(
         )
 
 
+def chosen_certificate(
+    host: str, cert: Path | None, key: Path | None, tls: bool | None
+) -> tuple[Path | None, Path | None]:
+    """The certificate to serve: the one given, else on a public address a self-signed one."""
+    if cert is not None or key is not None:
+        if tls is False:
+            raise typer.BadParameter("--no-tls contradicts --tls-cert/--tls-key")
+        return cert, key
+    if not (tls if tls is not None else not is_loopback(host)):
+        if not is_loopback(host):
+            loud(f"WARNING: {host} is served without TLS (--no-tls): keys and data travel in clear")
+        return None, None
+    cert, key, made = self_signed_certificate(default_tls_dir(), host)
+    loud(
+        f"TLS with a self-signed certificate ({'made now' if made else 'made earlier'}): clients "
+        f"must trust {cert} (tls_root_cert=...); pass --tls-cert/--tls-key for a real one"
+    )
+    return cert, key
+
+
+def loud(message: str) -> None:
+    """A message the operator must not miss, on stderr."""
+    typer.secho(message, err=True, fg=typer.colors.YELLOW, bold=True)
+
+
 def chosen_key_file(host: str, keys: Path | None, auth: bool | None) -> Path | None:
     """The key file when keys are required (by default on any non-loopback address)."""
     required = auth if auth is not None else not is_loopback(host)
@@ -173,12 +209,9 @@ def chosen_key_file(host: str, keys: Path | None, auth: bool | None) -> Path | N
         return None
     path = keys or default_key_file()
     if not path.exists():
-        typer.secho(
+        loud(
             f"WARNING: API keys are required but {path} does not exist: every request but "
-            "health checks gets 401 until `maas keys create --tenant NAME` writes it",
-            err=True,
-            fg=typer.colors.YELLOW,
-            bold=True,
+            "health checks gets 401 until `maas keys create --tenant NAME` writes it"
         )
     return path
 

@@ -1,0 +1,45 @@
+"""On a public address `maas serve` is safe by default: TLS, API keys, an audit log."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from maas.serve.tls import self_signed_certificate
+from tests.conftest import Exported, start_maas_serve, stop_maas_serve
+
+
+def test_a_public_address_gets_tls_keys_and_an_audit_log_without_being_asked(
+    exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAAS_TLS_DIR", str(tmp_path / "tls"))
+    monkeypatch.setenv("MAAS_KEYS", str(tmp_path / "keys.json"))  # not there: a loud warning
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    # The certificate maas serve would make, made first so the test can trust it while waiting.
+    cert, _, made = self_signed_certificate(tmp_path / "tls", "0.0.0.0")
+    assert made
+    repo = tmp_path / "repo"
+    shutil.copytree(exported.repository.model_dir("digits_cnn"), repo / "digits_cnn")
+    serve = start_maas_serve(repo, tmp_path, extra_args=["--host", "0.0.0.0"], tls_ca=cert)
+    try:
+        context = ssl.create_default_context(cafile=cert)
+        url = f"https://{serve.http_url}/v2/models/digits_cnn"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10, context=context)
+        assert refused.value.code == 401, "keys are required"
+        with pytest.raises((urllib.error.URLError, http.client.HTTPException)):  # TLS only
+            urllib.request.urlopen(f"http://{serve.http_url}/v2/health/ready", timeout=10)
+    finally:
+        assert stop_maas_serve(serve) == 0
+    printed = serve.log.read_text()
+    assert "TLS with a self-signed certificate (made earlier)" in printed
+    assert f"clients must trust {cert}" in printed
+    assert "API keys are required but" in printed and "does not exist" in printed
+    assert f"audit log {tmp_path / 'state' / 'maas' / 'audit.jsonl'}" in printed
+    assert '"status":401' in (tmp_path / "state" / "maas" / "audit.jsonl").read_text()
