@@ -126,6 +126,7 @@ def render_config(options: GatewayOptions, prefix: Path) -> str:
         metrics_frontend(options),
         upstream_backends(options),
         *([auth.tenants_table()] if options.key_file else []),
+        *([audit_ring(options.audit_socket)] if options.audit_socket else []),
         *(model_backends(options, model, limit, prefix) for model, limit in options.limits.items()),
     ]
     return "# Written by maas; regenerated at every start.\n" + "\n".join(sections)
@@ -255,6 +256,21 @@ def audit_format(protocol: str) -> str:
     return "{" + ",".join(f'"{name}":{value}' for name, value in fields.items()) + "}"
 
 
+AUDIT_RING = "maas_audit"
+
+
+def audit_ring(socket_path: Path) -> str:
+    """The gateway's buffer of audit lines, streamed to maas serve; kept while it is away."""
+    return f"""ring {AUDIT_RING}
+    format raw
+    maxlen 4096
+    size {32 * MiB}
+    timeout connect 5s
+    timeout server 1h
+    server audit unix@{socket_path}
+"""
+
+
 def audit_logging(options: GatewayOptions, protocol: str) -> str:
     """The frontend's audit log: a datagram per request to maas serve (health checks aside)."""
     if options.audit_socket is None:
@@ -262,7 +278,7 @@ def audit_logging(options: GatewayOptions, protocol: str) -> str:
     health = "{ path_beg /v2/health/ }" if protocol == "http" else GRPC_OPEN_HEALTH
     return (
         "    log global\n"
-        f"    log unix@{options.audit_socket} len 4096 format raw local1 info\n"
+        f"    log ring@{AUDIT_RING} local1 info\n"
         f"    log-format '{audit_format(protocol)}'\n"
         f"    http-request set-log-level silent if {health}\n"
         # every response, the gateway's own refusals included; Triton's errors are in trailers
