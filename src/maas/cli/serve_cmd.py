@@ -185,7 +185,7 @@ def chosen_certificate(
         if tls is False:
             raise typer.BadParameter("--no-tls contradicts --tls-cert/--tls-key")
         return cert, key
-    if not (tls if tls is not None else not is_loopback(host)):
+    if not on_off_loopback(tls, host):
         if not is_loopback(host):
             loud(f"WARNING: {host} is served without TLS (--no-tls): keys and data travel in clear")
         return None, None
@@ -204,8 +204,7 @@ def loud(message: str) -> None:
 
 def chosen_key_file(host: str, keys: Path | None, auth: bool | None) -> Path | None:
     """The key file when keys are required (by default on any non-loopback address)."""
-    required = auth if auth is not None else not is_loopback(host)
-    if not required:
+    if not on_off_loopback(auth, host):
         return None
     path = keys or default_key_file()
     if not path.exists():
@@ -214,6 +213,11 @@ def chosen_key_file(host: str, keys: Path | None, auth: bool | None) -> Path | N
             "health checks gets 401 until `maas keys create --tenant NAME` writes it"
         )
     return path
+
+
+def on_off_loopback(flag: bool | None, host: str) -> bool:
+    """A --x/--no-x flag as given, else on exactly when host is not a loopback address."""
+    return flag if flag is not None else not is_loopback(host)
 
 
 def is_loopback(host: str) -> bool:

@@ -193,7 +193,7 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
     infer = f"{{ method POST }} {{ path_reg {INFER_PATH} }}"
     return (
         f"frontend http_in\n    bind {bind}\n"
-        + audit_logging(options, "http")
+        + audit_logging(options, "http", infer)
         + answer(
             400,
             "encoded slashes, backslashes or NUL bytes are not allowed in paths",
@@ -215,9 +215,7 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
             "shared memory can be registered from this host only",
             "{ path_reg ^/v2/(systemsharedmemory|cudasharedmemory)/ } !{ src 127.0.0.0/8 ::1 }",
         )
-        + f"    http-request set-var({auth.MODEL}) path,field(4,/) if {HTTP_MODEL_PATH}\n"
-        + f"    http-request set-var(txn.maas_version) path,field(6,/) if {HTTP_VERSION_PATH}\n"
-        + f"    http-request set-var(txn.maas_infer) str(1) if {infer}\n"
+        + http_model_variable(options)
         + http_tenant_rules(options, prefix, infer)
         + f"""    http-request lua.maas_check_sizes if {maybe_over_a_size_limit(options)}
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
@@ -271,23 +269,38 @@ def audit_ring(socket_path: Path) -> str:
 """
 
 
-def audit_logging(options: GatewayOptions, protocol: str) -> str:
-    """The frontend's audit log: a datagram per request to maas serve (health checks aside)."""
+def audit_logging(options: GatewayOptions, protocol: str, infer: str) -> str:
+    """The frontend's audit log: a line per request to maas serve's ring (health checks aside).
+
+    Only with the audit on: the variables it alone logs are not set on every request otherwise.
+    """
     if options.audit_socket is None:
         return ""
-    health = "{ path_beg /v2/health/ }" if protocol == "http" else GRPC_OPEN_HEALTH
-    return (
-        "    log global\n"
-        f"    log ring@{AUDIT_RING} local1 info\n"
-        f"    log-format '{audit_format(protocol)}'\n"
-        f"    http-request set-log-level silent if {health}\n"
+    rules = [
+        "log global",
+        f"log ring@{AUDIT_RING} local1 info",
+        f"log-format '{audit_format(protocol)}'",
+        f"http-request set-var(txn.maas_infer) str(1) if {infer}",
+    ]
+    if protocol == "http":
+        rules += [
+            "http-request set-log-level silent if { path_beg /v2/health/ }",
+            f"http-request set-var(txn.maas_version) path,field(6,/) if {HTTP_VERSION_PATH}",
+        ]
+    else:
         # every response, the gateway's own refusals included; Triton's errors are in trailers
-        + (
-            "    http-after-response set-var(txn.maas_grpc_status) res.hdr(grpc-status)\n"
-            if protocol == "grpc"
-            else ""
-        )
-    )
+        rules += [
+            f"http-request set-log-level silent if {GRPC_OPEN_HEALTH}",
+            "http-after-response set-var(txn.maas_grpc_status) res.hdr(grpc-status)",
+        ]
+    return "".join(f"    {rule}\n" for rule in rules)
+
+
+def http_model_variable(options: GatewayOptions) -> str:
+    """The model named in the path, for the tenant's access check and the audit log."""
+    if options.key_file is None and options.audit_socket is None:
+        return ""  # nothing reads it: no work on the hot path
+    return f"    http-request set-var({auth.MODEL}) path,field(4,/) if {HTTP_MODEL_PATH}\n"
 
 
 def http_tenant_rules(options: GatewayOptions, prefix: Path, infer: str) -> str:
@@ -340,8 +353,7 @@ def grpc_frontend(options: GatewayOptions, prefix: Path) -> str:
     infer = f"{{ path {GRPC_SERVICE}ModelInfer }}"
     return f"""frontend grpc_in
     bind {options.host}:{options.grpc_port} proto h2{tls(options, "h2")}
-{audit_logging(options, "grpc")}\
-    http-request set-var(txn.maas_infer) str(1) if {infer}
+{audit_logging(options, "grpc", infer)}\
 {grpc_control_rule(options)}
 {grpc_tenant_rules(options, prefix, infer)}\
     http-request wait-for-body time 30s at-least 512 if {infer}
