@@ -30,7 +30,6 @@ COMPUTE_US = (
     "nv_inference_compute_infer_duration_us",
     "nv_inference_compute_output_duration_us",
 )
-PENDING = "nv_inference_pending_request_count"
 LATENCY_SUMMARY = "nv_inference_request_summary_us"  # quantile-labelled, a sliding window
 # The runtime adapters' counters, on Triton's endpoint.
 REAL_TOKENS = "maas_real_tokens_total"
@@ -43,15 +42,6 @@ GATEWAY_QUEUE_TIMEOUTS = "haproxy_backend_connection_errors_total"  # waited the
 GATEWAY_SESSIONS = "haproxy_backend_current_sessions"  # in flight at Triton
 GATEWAY_WAITING = "haproxy_backend_current_queue"
 
-STACK_METRICS = (
-    TRITON_RESTARTS,
-    GATEWAY_RESTARTS,
-    STUB_RELOADS,
-    RESIDENT_BYTES,
-    SHM_REGION_BYTES,
-    SHM_FREE_BYTES,
-    SHM_SIZE_BYTES,
-)
 
 # Prometheus job names, one per endpoint.
 JOBS = {"triton": "maas-triton", "gateway": "maas-gateway", "stack": "maas-stack"}
