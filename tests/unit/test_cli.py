@@ -168,3 +168,32 @@ def test_loading_a_checkpoint_draws_no_third_party_progress_bar(tmp_path: Path) 
     )  # fmt: skip
     assert "Loading weights" in loud.stderr, "the bar this test guards against is not drawn"
     assert "Loading weights" not in quiet.stderr, quiet.stderr
+
+
+def test_keys_and_usage_name_what_was_wrong_with_their_input(tmp_path: Path) -> None:
+    keys = str(tmp_path / "keys.json")
+    create = ["keys", "create", "--tenant", "a", "--file", keys]
+    bad_rate = runner.invoke(app, [*create, "--rate", "fast"])
+    assert bad_rate.exit_code == 2 and "--rate is requests per second" in bad_rate.output
+    created = runner.invoke(app, create)
+    assert created.exit_code == 0 and "maas_" in created.output
+    unknown = runner.invoke(app, ["keys", "rotate", "--tenant", "b", "--file", keys])
+    assert unknown.exit_code == 1 and "no tenant 'b' in the key file" in unknown.output
+    audit = str(tmp_path / "audit.jsonl")
+    missing = runner.invoke(app, ["usage", "--audit-log", audit])
+    assert missing.exit_code == 1 and f"no audit log at {audit}" in missing.output
+    (tmp_path / "audit.jsonl").write_text("")
+    wrong = runner.invoke(app, ["usage", "--audit-log", audit, "--format", "xml"])
+    assert wrong.exit_code == 2 and "--format must be csv or md" in wrong.output
+
+
+def test_monitor_and_top_refuse_a_metrics_url_they_cannot_use(tmp_path: Path) -> None:
+    written = runner.invoke(
+        app, ["monitor", "--triton-metrics", "triton:8002", "--write", str(tmp_path)]
+    )
+    assert written.exit_code == 1 and "must be http(s)://host:port/path" in written.output
+    unreachable = runner.invoke(
+        app,
+        ["top", "--once", "--interval", "0.2", "--triton-metrics", "http://127.0.0.1:9/metrics"],
+    )
+    assert unreachable.exit_code == 1 and "cannot read metrics from" in unreachable.output
