@@ -20,13 +20,16 @@ from maas.clients.errors import map_error
 from maas.clients.transport import ClientOptions, call_kwargs
 from maas.serve.audit import (
     FIELDS,
+    TOKEN_FIELDS,
     RotatingFile,
+    TokenCounters,
     Usage,
     UsageReport,
     audit_files,
     entry_of,
     failed,
     read_entries,
+    token_counts,
 )
 from maas.serve.gateway_auth import UNLIMITED, Refusal, map_entries
 from maas.serve.keys import KeyFile, TenantPolicy, key_digest
@@ -133,7 +136,7 @@ def audit_line(
         "time": time_ms, "tenant": tenant, "model": "m", "version": "", "infer": infer,
         "protocol": "grpc" if grpc_status else "http", "status": status,
         "grpc_status": grpc_status, "latency_ms": 12, "server_ms": 10, "bytes_in": 100,
-        "bytes_out": 50,
+        "bytes_out": 50, "items": "4" if infer else "-",
     }  # fmt: skip
     return json.dumps(fields).encode()
 
@@ -162,7 +165,9 @@ def test_the_audit_file_rotates_by_size_and_usage_reads_every_part(tmp_path: Pat
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     report = UsageReport.of(read_entries(files), "2025-12-02T00:00:05", "2025-12-02T00:00:08")
     assert report.rows[("a", "m", "http")].requests == 3
-    assert report.csv().splitlines()[1].startswith("a,m,http,3,0,300,150,")
+    header, row = report.csv().splitlines()[:2]
+    assert header.startswith("tenant,model,protocol,requests,failures,items,tokens,bytes_in,")
+    assert row == "a,m,http,3,0,12,0,300,150,0.036,0.030"
 
 
 def test_usage_counts_inference_only() -> None:
@@ -171,9 +176,9 @@ def test_usage_counts_inference_only() -> None:
         entry = entry_of(line)
         assert entry is not None
         usage.add(entry)
-    assert (usage.requests, usage.failures, usage.bytes_in) == (2, 1, 200)
+    assert (usage.requests, usage.failures, usage.bytes_in, usage.items) == (2, 1, 200, 8)
     other = entry_of(audit_line(0, "a", 200, infer=""))
-    assert other is not None and other["call"] == "other"
+    assert other is not None and other["call"] == "other" and other["items"] == 0
     assert not UsageReport.of([other], "", "").rows
 
 
@@ -188,3 +193,27 @@ def test_the_self_signed_certificate_names_this_machine_and_is_reused(tmp_path: 
     assert "localhost" in names.value.get_values_for_type(x509.DNSName)
     assert "127.0.0.1" in {str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)}
     assert self_signed_certificate(tmp_path / "tls", "0.0.0.0") == (cert, key, False)
+
+
+TOKENIZER_PAGE = """# HELP maas_tokenizer_tokens_total Tokens
+# TYPE maas_tokenizer_tokens_total counter
+maas_tokenizer_tokens_total{tenant="a",model="minilm_text",protocol="http"} %d
+maas_tokenizer_tokens_total{tenant="b",model="minilm_text",protocol="grpc"} 7
+nv_inference_count{model="minilm"} 3
+"""
+
+
+def test_tokens_are_read_from_the_tokenizers_counters_as_new_lines() -> None:
+    counters = TokenCounters("")
+    assert token_counts(TOKENIZER_PAGE % 40) == {
+        ("a", "minilm_text", "http"): 40, ("b", "minilm_text", "grpc"): 7,
+    }  # fmt: skip
+    pages = iter([TOKENIZER_PAGE % 40, TOKENIZER_PAGE % 45, TOKENIZER_PAGE % 3])
+    counters.read = lambda: token_counts(next(pages))  # type: ignore[method-assign]
+    first, second, restarted = (counters.new_lines() for _ in range(3))
+    assert [(line["tenant"], line["tokens"]) for line in first] == [("a", 40), ("b", 7)]
+    assert [(line["tenant"], line["tokens"]) for line in second] == [("a", 5)]  # b: no change
+    assert [(line["tenant"], line["tokens"]) for line in restarted] == [("a", 3)]  # from 0
+    assert list(first[0]) == list(TOKEN_FIELDS) and first[0]["call"] == "tokens"
+    usage = UsageReport.of([*first, *second], "", "").rows[("a", "minilm_text", "http")]
+    assert (usage.tokens, usage.requests) == (45, 0)

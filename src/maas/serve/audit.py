@@ -12,7 +12,12 @@ is metered), status (HTTP status; gRPC calls refused by the gateway carry their 
 status in grpc_status; a gRPC error from Triton travels in trailers, which the gateway cannot
 read: such a call is logged with grpc_status "" and counted as answered), latency_ms (at the
 gateway, first byte in to last byte out), server_ms (time to Triton's answer headers, -1 if it
-never reached Triton), bytes_in, bytes_out.
+never reached Triton), bytes_in, bytes_out, items (the request's batch size: images or texts;
+1 for a model that does not batch; 0 when not read: other calls, refused before the check).
+
+Tokens are counted by the tokenizer inside Triton (on its metrics page, per tenant, model
+called and protocol); every TOKENS_POLL_S, and at stop, the new ones are written as lines of
+their own: time, tenant, model, protocol, call ("tokens"), tokens.
 """
 
 from __future__ import annotations
@@ -23,15 +28,21 @@ import logging
 import os
 import socket
 import threading
+import time
+import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 log = logging.getLogger("maas.serve")
 
 AUDIT_SOCKET = "audit.sock"
 BATCH_S = 0.1  # how often the audit socket is drained
+TOKENS_POLL_S = 5.0  # how often the tokenizer's counters are read from Triton's metrics
+TOKENS_METRIC = "maas_tokenizer_tokens_total"  # triton_models/tokenizer.py
 
 
 def default_audit_log() -> Path:
@@ -43,8 +54,9 @@ def default_audit_log() -> Path:
 MiB = 1024 * 1024
 FIELDS = (
     "time", "tenant", "model", "version", "protocol", "call", "status", "grpc_status",
-    "latency_ms", "server_ms", "bytes_in", "bytes_out",
+    "latency_ms", "server_ms", "bytes_in", "bytes_out", "items",
 )  # fmt: skip
+TOKEN_FIELDS = ("time", "tenant", "model", "protocol", "call", "tokens")
 
 
 @dataclass
@@ -53,17 +65,28 @@ class Usage:
 
     requests: int = 0
     failures: int = 0
+    items: int = 0  # images or texts
+    tokens: int = 0  # of texts, from the tokenizer
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0  # at the gateway, summed
+    triton_seconds: float = 0.0  # until Triton's answer (queue and compute), summed
 
     def add(self, entry: dict[str, Any]) -> None:
-        """Count one audit entry."""
+        """Count one audit entry: a request, or tokens counted since the last such line."""
+        if entry.get("call") == "tokens":
+            self.tokens += int(entry.get("tokens", 0))
+            return
         self.requests += 1
         self.failures += int(failed(entry))
+        self.items += int(entry.get("items") or 0)
         self.bytes_in += int(entry.get("bytes_in", 0))
         self.bytes_out += int(entry.get("bytes_out", 0))
         self.seconds += max(float(entry.get("latency_ms", 0)), 0.0) / 1000
+        self.triton_seconds += max(float(entry.get("server_ms", 0)), 0.0) / 1000
+
+
+METERED = ("infer", "tokens")  # calls that count as usage
 
 
 UsageKey = tuple[str, str, str]  # tenant, model, protocol
@@ -83,9 +106,10 @@ def entry_of(message: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(entry, dict):
         return None
-    for name in ("tenant", "model", "version", "grpc_status"):
+    for name in ("tenant", "model", "version", "grpc_status", "items"):
         if entry.get(name) == "-":  # HAProxy's word for a variable that was never set
             entry[name] = ""
+    entry["items"] = int(entry["items"]) if str(entry.get("items", "")).isdigit() else 0
     stamp = datetime.datetime.fromtimestamp(int(entry.get("time", 0)) / 1000, datetime.UTC)
     entry["time"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     entry["call"] = "infer" if entry.pop("infer", "") == "1" else "other"
@@ -166,9 +190,12 @@ class RotatingFile:
 class AuditLog:
     """Receives the gateway's log datagrams, writes the audit file and counts usage."""
 
-    def __init__(self, path: Path, socket_path: Path, max_bytes: int = 64 * MiB) -> None:
+    def __init__(
+        self, path: Path, socket_path: Path, tokens_url: str = "", max_bytes: int = 64 * MiB
+    ) -> None:
         self.path, self.socket_path = path, socket_path
         self.max_bytes = max_bytes
+        self.tokens = TokenCounters(tokens_url)
         self.usage: dict[UsageKey, Usage] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -198,11 +225,15 @@ class AuditLog:
         the kernel drops past ten queued (net.unix.max_dgram_qlen).
         """
         streams: dict[socket.socket, bytes] = {}  # connection → an unfinished line
+        poll_at = time.monotonic() + TOKENS_POLL_S
         try:
             while True:
                 stopping = self._stopping.wait(BATCH_S)
                 accept_all(listener, streams)
                 lines = [line for line in read_lines(streams) if line is not None]
+                if stopping or time.monotonic() >= poll_at:
+                    lines += self.tokens.new_lines()
+                    poll_at = time.monotonic() + TOKENS_POLL_S
                 if lines:
                     out.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines))
                     self._count(lines)
@@ -216,7 +247,7 @@ class AuditLog:
     def _count(self, entries: list[dict[str, Any]]) -> None:
         with self._lock:
             for entry in entries:
-                if entry["call"] != "infer":
+                if entry["call"] not in METERED:
                     continue  # metadata, readiness and the like: audited, not metered
                 key = (str(entry["tenant"]), str(entry["model"]), str(entry["protocol"]))
                 self.usage.setdefault(key, Usage()).add(entry)
@@ -236,6 +267,53 @@ class AuditLog:
         if sock is not None:
             sock.close()
         self.socket_path.unlink(missing_ok=True)
+
+
+class TokenCounters:
+    """The tokenizer's counters on Triton's metrics page, turned into lines of new tokens."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.last: dict[UsageKey, int] = {}
+
+    def read(self) -> dict[UsageKey, int] | None:
+        """Tokens so far per tenant, model and protocol; None if Triton did not answer."""
+        if not self.url:
+            return {}
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as response:
+                page = response.read().decode()
+        except OSError:
+            return None  # restarting: the next poll reads what this one missed
+        return token_counts(page)
+
+    def new_lines(self) -> list[dict[str, Any]]:
+        """A line per tenant, model and protocol with tokens since the last read."""
+        counts = self.read()
+        if counts is None:
+            return []
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+        lines = []
+        for key, total in sorted(counts.items()):
+            before = self.last.get(key, 0)
+            new = total - before if total >= before else total  # Triton restarted: from 0
+            if new > 0:
+                values = (stamp.replace("+00:00", "Z"), *key, "tokens", new)
+                lines.append(dict(zip(TOKEN_FIELDS, values, strict=True)))
+        self.last = counts
+        return lines
+
+
+def token_counts(page: str) -> dict[UsageKey, int]:
+    """The tokenizer's counters of a metrics page, by tenant, model and protocol."""
+    wanted = [line for line in page.splitlines() if line.startswith(TOKENS_METRIC + "{")]
+    counts: dict[UsageKey, int] = {}
+    for family in text_string_to_metric_families("".join(line + "\n" for line in wanted)):
+        for sample in family.samples:
+            labels = sample.labels
+            key = (labels.get("tenant", ""), labels.get("model", ""), labels.get("protocol", ""))
+            counts[key] = counts.get(key, 0) + int(sample.value)
+    return counts
 
 
 # --- reading the files back, for `maas usage` -----------------------------------------------
@@ -277,7 +355,7 @@ class UsageReport:
         for entry in entries:
             stamp = str(entry.get("time", ""))
             if (
-                entry.get("call") != "infer"
+                entry.get("call") not in METERED
                 or (since and stamp < since)
                 or (until and stamp >= until)
             ):
@@ -288,11 +366,11 @@ class UsageReport:
 
     def table(self) -> list[list[str]]:
         """Header and one row per tenant, model and protocol."""
-        header = ["tenant", "model", "protocol", "requests", "failures", "bytes_in", "bytes_out",
-                  "seconds"]  # fmt: skip
+        header = ["tenant", "model", "protocol", "requests", "failures", "items", "tokens",
+                  "bytes_in", "bytes_out", "seconds", "triton_seconds"]  # fmt: skip
         rows = [
-            [*key, str(u.requests), str(u.failures), str(u.bytes_in), str(u.bytes_out),
-             f"{u.seconds:.3f}"]
+            [*key, str(u.requests), str(u.failures), str(u.items), str(u.tokens),
+             str(u.bytes_in), str(u.bytes_out), f"{u.seconds:.3f}", f"{u.triton_seconds:.3f}"]
             for key, u in sorted(self.rows.items())
         ]  # fmt: skip
         return [header, *rows]

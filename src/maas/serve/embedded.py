@@ -102,6 +102,13 @@ GRPC_KEEPALIVE_FLAGS = [
 # Triton 2.51 has latency summaries (p50..p999 over a sliding window), not histograms: with them
 # `maas top`, the alert rules and the dashboard read percentiles the server itself measured.
 METRICS_FLAGS = ["--metrics-config=summary_latencies=true"]
+# The gateway's usage headers (tenant, model called, protocol) reach the Python steps as request
+# parameters, through ensembles too: the tokenizer meters tokens per tenant with them.
+USAGE_HEADERS = "^maas-(tenant|model|protocol)$"
+USAGE_FLAGS = [
+    f"--http-header-forward-pattern={USAGE_HEADERS}",
+    f"--grpc-header-forward-pattern={USAGE_HEADERS}",
+]
 
 
 def tls_flags(cert: Path | None, key: Path | None) -> list[str]:
@@ -247,6 +254,7 @@ class EmbeddedServer(Service):
             *control_flags(self.admin_key),
             *GRPC_KEEPALIVE_FLAGS,
             *METRICS_FLAGS,
+            *USAGE_FLAGS,
             *tls_flags(options.tls_cert, options.tls_key),
         ]
 

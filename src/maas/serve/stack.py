@@ -128,7 +128,11 @@ class ServingStack(Service):
         self._keys_seen = file_signature(options.key_file)
         self.audit: AuditLog | None = None
         if options.audit_log is not None and options.gateway:
-            self.audit = AuditLog(options.audit_log, self.workdir / "gateway" / AUDIT_SOCKET)
+            self.audit = AuditLog(
+                options.audit_log,
+                self.workdir / "gateway" / AUDIT_SOCKET,
+                tokens_url=self.triton.metrics_url,
+            )
 
     def _triton_options(self) -> ServerOptions:
         """Behind the gateway Triton listens on loopback only, without TLS or the user's key."""

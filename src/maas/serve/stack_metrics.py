@@ -34,7 +34,13 @@ TENANT_COUNTERS = {
     "maas_tenant_failures_total": ("failures", "Failed requests (HTTP ≥ 400, gRPC status ≠ 0)"),
     "maas_tenant_bytes_in_total": ("bytes_in", "Request bytes received from the tenant"),
     "maas_tenant_bytes_out_total": ("bytes_out", "Response bytes sent to the tenant"),
+    "maas_tenant_items_total": ("items", "Images or texts the tenant sent (batch sizes summed)"),
+    "maas_tenant_tokens_total": ("tokens", "Tokens of the tenant's texts, from the tokenizer"),
     "maas_tenant_seconds_total": ("seconds", "Seconds the tenant's requests took at the gateway"),
+    "maas_tenant_triton_seconds_total": (
+        "triton_seconds",
+        "Seconds until Triton answered the tenant's requests (queue and compute)",
+    ),
 }
 
 
