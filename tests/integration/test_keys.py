@@ -17,10 +17,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shared_memory
+from tritonclient.utils import InferenceServerException
 
 from maas.base.errors import (
     AuthenticationError,
@@ -28,14 +32,17 @@ from maas.base.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from maas.base.sentences import SENTENCES
+from maas.base.served.text import TOKENIZER_FILE, TextTokenizer
 from maas.benchmarks.peers_bench import subset_repository
-from maas.clients import NO_RETRIES, ModelClient, Protocol
+from maas.clients import NO_RETRIES, ModelClient, Protocol, map_error
 from maas.export.samples import write_held_out_digits
 from maas.monitor.scrape import scrape
+from maas.serve.audit import TOKENS_POLL_S
 from maas.serve.keys import KeyFile, TenantPolicy
 from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
 
-MODEL, OTHER = "digits_cnn", "digits_cnn_scores"
+MODEL, OTHER, TEXT_MODEL = "digits_cnn", "digits_cnn_scores", "minilm_text"
 APPLIED_S = 1.0  # a key file change must be in force within this
 
 
@@ -71,6 +78,8 @@ def stack(
     folder = tmp_path_factory.mktemp("keyed")
     repo = subset_repository(exported.repository, f"{MODEL}_image", folder / "repo")  # + MODEL
     shutil.copytree(exported.repository.model_dir(OTHER), repo / OTHER)  # its step is MODEL
+    for name in (TEXT_MODEL, "minilm_tokenizer", "minilm"):  # tokens are metered
+        shutil.copytree(exported.repository.model_dir(name), repo / name, symlinks=True)
     audit = ["--audit-log", str(folder / "audit.jsonl")]
     serve = start_maas_serve(repo, folder, extra_args=["--auth", "--keys", str(keys.path), *audit])
     yield serve
@@ -83,12 +92,14 @@ def pixels(exported: Exported) -> np.ndarray:
 
 
 def call(
-    stack: RunningServer, protocol: Protocol, key: str, pixels: np.ndarray, model: str = MODEL
+    stack: RunningServer, protocol: Protocol, key: str, inputs: np.ndarray, model: str = MODEL
 ) -> dict[str, np.ndarray]:
+    """One inference of a model with one input: pixels, or TEXT for the text model."""
+    name = "TEXT" if model == TEXT_MODEL else "pixels"
     with ModelClient(
         model, url=stack.url(protocol), protocol=protocol, api_key=key, retry=NO_RETRIES
     ) as client:
-        return client.infer({"pixels": pixels})
+        return client.infer({name: inputs})
 
 
 def test_calls_without_a_valid_key_are_unauthenticated_but_health_is_open(
@@ -280,43 +291,78 @@ def audit_entries(stack: RunningServer) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def expected_tokens(exported: Exported, texts: list[str]) -> int:
+    """Tokens of the texts as the served tokenizer counts them: padding aside."""
+    folder = exported.repository.model_dir("minilm_tokenizer") / "1"
+    _, mask = TextTokenizer(folder / TOKENIZER_FILE, max_length=10_000).tokenize(texts)
+    return int(mask.sum())
+
+
 def test_usage_is_metered_per_tenant_model_and_protocol_as_sent(
-    stack: RunningServer, keys: Keys, pixels: np.ndarray, tmp_path: Path
+    stack: RunningServer, keys: Keys, exported: Exported, pixels: np.ndarray
 ) -> None:
-    key = keys.create("meter", TenantPolicy(models=(MODEL,)))
+    key = keys.create("meter", TenantPolicy(models=(MODEL, TEXT_MODEL)))
     time.sleep(APPLIED_S + 0.5)
     sent = {"http": 5, "grpc": 3}
     for protocol, count in sent.items():
         for _ in range(count):
             call(stack, protocol, key, pixels)  # type: ignore[arg-type]
+    texts = {"http": list(SENTENCES[:3]), "grpc": list(SENTENCES[8:10])}
+    for protocol, batch in texts.items():
+        tensor = np.array([[text.encode()] for text in batch], dtype=object)
+        for _ in range(2):
+            call(stack, protocol, key, tensor, model=TEXT_MODEL)  # type: ignore[arg-type]
     with pytest.raises(PermissionDeniedError):
         call(stack, "http", key, pixels, model=OTHER)
     time.sleep(0.5)  # the gateway logs a request once it has ended
     everything = [e for e in audit_entries(stack) if e["tenant"] == "meter"]
-    assert {e["call"] for e in everything} == {"infer", "other"}  # metadata reads are audited
-    mine = [e for e in everything if e["call"] == "infer"]
-    assert sorted(str(e["model"]) for e in mine) == sorted([MODEL] * 8)
+    assert {e["call"] for e in everything} >= {"infer", "other"}  # metadata reads are audited
+    mine = [e for e in everything if e["call"] == "infer" and e["model"] == MODEL]
+    assert len(mine) == 8
     for protocol, count in sent.items():
-        answered = [e for e in mine if e["protocol"] == protocol and e["model"] == MODEL]
+        answered = [e for e in mine if e["protocol"] == protocol]
         assert len(answered) == count and all(e["status"] == 200 for e in answered)
         assert all(int(str(e["bytes_in"])) > pixels.nbytes for e in answered)
+        assert all(e["items"] == 1 for e in answered)
     (refused,) = [e for e in everything if e["model"] == OTHER]
     assert refused["status"] == 403 and refused["server_ms"] == -1, "refused before Triton"
     assert set(mine[0]) == {
         "time", "tenant", "model", "version", "protocol", "call", "status", "grpc_status",
-        "latency_ms", "server_ms", "bytes_in", "bytes_out",
+        "latency_ms", "server_ms", "bytes_in", "bytes_out", "items",
     }  # fmt: skip
-    metrics = scrape(f"http://127.0.0.1:{stack.stack_metrics_port}/metrics")
+    tokens = {protocol: 2 * expected_tokens(exported, batch) for protocol, batch in texts.items()}
+    metrics_url = f"http://127.0.0.1:{stack.stack_metrics_port}/metrics"
+
+    def tokens_metered() -> bool:  # the tokenizer's counters are read every few seconds
+        metrics = scrape(metrics_url)
+        return all(
+            metrics.total("maas_tenant_tokens_total", tenant="meter", model=TEXT_MODEL,
+                          protocol=protocol) == count
+            for protocol, count in tokens.items()
+        )  # fmt: skip
+
+    until(tokens_metered, TOKENS_POLL_S + 3)
+    metrics = scrape(metrics_url)
     for protocol, count in sent.items():
         labels = {"tenant": "meter", "model": MODEL, "protocol": protocol}
         assert metrics.total("maas_tenant_requests_total", **labels) == count
+        assert metrics.total("maas_tenant_items_total", **labels) == count
         assert metrics.total("maas_tenant_failures_total", **labels) == 0
+        assert metrics.total("maas_tenant_triton_seconds_total", **labels) > 0
+        text_labels = {**labels, "model": TEXT_MODEL}
+        assert metrics.total("maas_tenant_items_total", **text_labels) == 2 * len(texts[protocol])
     assert metrics.total("maas_tenant_requests_total", tenant="meter", model=OTHER) == 0
     usage = maas("usage", "--audit-log", str(stack.log.parent / "audit.jsonl"), "--format", "csv")
     assert usage.returncode == 0, usage.stderr
-    rows = {tuple(line.split(",")[:3]): line.split(",") for line in usage.stdout.splitlines()}
-    assert rows[("meter", MODEL, "http")][3:5] == ["5", "0"]
-    assert rows[("meter", MODEL, "grpc")][3:5] == ["3", "0"]
+    header, *lines = usage.stdout.splitlines()
+    rows = {tuple(line.split(",")[:3]): dict(zip(header.split(","), line.split(","), strict=True))
+            for line in lines}  # fmt: skip
+    for protocol, count in sent.items():
+        row = rows[("meter", MODEL, protocol)]
+        assert (row["requests"], row["failures"], row["items"]) == (str(count), "0", str(count))
+        text_row = rows[("meter", TEXT_MODEL, protocol)]
+        assert text_row["requests"] == "2" and text_row["items"] == str(2 * len(texts[protocol]))
+        assert text_row["tokens"] == str(tokens[protocol])
     assert ("meter", OTHER, "http") not in rows  # refused when reading metadata: not inference
 
 
@@ -349,3 +395,89 @@ def test_no_log_the_stack_writes_holds_a_payload_or_a_key(stack: RunningServer, 
         text = path.read_bytes()
         assert marker.encode() not in text, f"{path} holds a payload"
         assert key.encode() not in text, f"{path} holds an API key"
+
+
+SHM_REFUSAL = r"its own shared memory|one region of the tenant's"
+
+
+class SharedRegion:
+    """A /dev/shm region holding one digit's pixels, registered by its tenant."""
+
+    def __init__(self, name: str, key: str, pixels: np.ndarray) -> None:
+        self.name, self.key, self.byte_size = name, key, pixels.nbytes
+        self.handle = shared_memory.create_shared_memory_region(name, key, pixels.nbytes)
+        shared_memory.set_shared_memory_region(self.handle, [pixels])
+
+    def close(self) -> None:
+        shared_memory.destroy_shared_memory_region(self.handle)
+
+
+def shm_infer(stack: RunningServer, protocol: Protocol, secret: str, region: SharedRegion,
+              shape: list[int]) -> np.ndarray:  # fmt: skip
+    """digits_cnn on pixels read from a registered region, with tritonclient as a user would."""
+    module: Any = httpclient if protocol == "http" else grpcclient
+    tensor = module.InferInput("pixels", shape, "FP32")
+    tensor.set_shared_memory(region.name, region.byte_size)
+    client = module.InferenceServerClient(stack.url(protocol))
+    try:
+        answer = client.infer(MODEL, [tensor], headers=bearer(protocol, secret))
+        return np.asarray(answer.as_numpy("probabilities"))
+    except InferenceServerException as failure:
+        raise map_error(failure, model=MODEL) from None
+    finally:
+        client.close()
+
+
+def bearer(protocol: Protocol, secret: str) -> dict[str, str]:
+    return {"authorization" if protocol == "grpc" else "Authorization": f"Bearer {secret}"}
+
+
+def test_a_tenants_shared_memory_is_out_of_other_tenants_reach(
+    stack: RunningServer, keys: Keys, protocol: Protocol, pixels: np.ndarray
+) -> None:
+    owner, other = f"owner-{protocol}", f"other-{protocol}"
+    keys.create(owner)
+    keys.create(other)
+    time.sleep(APPLIED_S + 0.5)
+    region = SharedRegion(f"{owner}~pixels", f"/{owner}~pixels", pixels)
+    module: Any = httpclient if protocol == "http" else grpcclient
+    client = module.InferenceServerClient(stack.url(protocol))
+    mine, theirs = bearer(protocol, keys.secrets[owner]), bearer(protocol, keys.secrets[other])
+    try:
+        client.register_system_shared_memory(region.name, region.key, region.byte_size,
+                                             headers=mine)  # fmt: skip
+        expected = call(stack, protocol, keys.secrets[owner], pixels)["probabilities"]
+        read = shm_infer(stack, protocol, keys.secrets[owner], region, list(pixels.shape))
+        np.testing.assert_allclose(read, expected, rtol=1e-5)
+
+        with pytest.raises(PermissionDeniedError, match=f"region '{owner}~pixels' must begin"):
+            shm_infer(stack, protocol, keys.secrets[other], region, list(pixels.shape))
+        refusals = {
+            "its region named for it, over the owner's file": lambda: (
+                client.register_system_shared_memory(
+                    f"{other}~stolen", region.key, region.byte_size, headers=theirs)),
+            "a region in the owner's name": lambda: client.register_system_shared_memory(
+                f"{owner}~mine-now", f"/{other}~x", region.byte_size, headers=theirs),
+            "every region's status": lambda: client.get_system_shared_memory_status(
+                headers=theirs),
+            "the owner's region's status": lambda: client.get_system_shared_memory_status(
+                region.name, headers=theirs),
+            "dropping every region": lambda: client.unregister_system_shared_memory(
+                headers=theirs),
+            "dropping the owner's region": lambda: client.unregister_system_shared_memory(
+                region.name, headers=theirs),
+        }  # fmt: skip
+        for what, attempt in refusals.items():
+            with pytest.raises(InferenceServerException, match=SHM_REFUSAL) as refused:
+                attempt()
+            status = str(refused.value.status())
+            assert status in ("403", "StatusCode.PERMISSION_DENIED"), (what, status)
+        status = client.get_system_shared_memory_status(region.name, headers=mine)
+        assert region.name in str(status), "the owner's region is still registered"
+        assert np.allclose(
+            shm_infer(stack, protocol, keys.secrets[owner], region, list(pixels.shape)), expected
+        )
+        client.unregister_system_shared_memory(region.name, headers=mine)
+    finally:
+        client.close()
+        region.close()

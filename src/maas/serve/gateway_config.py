@@ -213,18 +213,39 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
         + answer(
             403,
             "shared memory can be registered from this host only",
-            "{ path_reg ^/v2/(systemsharedmemory|cudasharedmemory)/ } !{ src 127.0.0.0/8 ::1 }",
+            f"{HTTP_SHM} !{LOOPBACK}",
         )
         + http_model_variable(options)
         + http_tenant_rules(options, prefix, infer)
+        + tenant_shared_memory(options, HTTP_SHM, "maas_check_shm_http")
         + f"""    http-request lua.maas_check_sizes if {maybe_over_a_size_limit(options)}
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
     http-request wait-for-body time 30s at-least {options.max_json_bytes} if {infer}
     http-request lua.maas_check_and_admit_http if {infer}
+{usage_headers(options, "http", infer)}\
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }} {UNROUTED}
     use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}
     default_backend http_triton
 """
+    )
+
+
+LOOPBACK = "{ src 127.0.0.0/8 ::1 }"
+HTTP_SHM = "{ path_reg ^/v2/(systemsharedmemory|cudasharedmemory)/ }"
+GRPC_SHM = (
+    "{ path_beg "
+    + " ".join(f"{GRPC_SERVICE}{kind}SharedMemory" for kind in ("System", "Cuda"))
+    + " }"
+)
+
+
+def tenant_shared_memory(options: GatewayOptions, selects: str, action: str) -> str:
+    """With keys on, a tenant registers, lists and drops only regions named `<tenant>~…`."""
+    if options.key_file is None:
+        return ""
+    return (
+        f"    http-request wait-for-body time 5s at-least 4096 if {selects}\n"
+        f"    http-request lua.{action} if {selects}\n"
     )
 
 
@@ -250,6 +271,7 @@ def audit_format(protocol: str) -> str:
         "server_ms": "%Tr",
         "bytes_in": "%U",
         "bytes_out": "%B",
+        "items": text("txn.maas_items"),
     }
     return "{" + ",".join(f'"{name}":{value}' for name, value in fields.items()) + "}"
 
@@ -294,6 +316,22 @@ def audit_logging(options: GatewayOptions, protocol: str, infer: str) -> str:
             "http-after-response set-var(txn.maas_grpc_status) res.hdr(grpc-status)",
         ]
     return "".join(f"    {rule}\n" for rule in rules)
+
+
+USAGE_HEADERS = {"maas-tenant": auth.TENANT, "maas-model": auth.MODEL}  # + maas-protocol
+
+
+def usage_headers(options: GatewayOptions, protocol: str, infer: str) -> str:
+    """Who calls which model how, for the Python steps that meter (the tokenizer's tokens).
+
+    Set on every inference request while the audit is on, so a client cannot name another
+    tenant; Triton forwards them as request parameters (embedded.USAGE_FLAGS).
+    """
+    if options.audit_socket is None:
+        return ""
+    rules = [f"set-header {name} %[var({variable})]" for name, variable in USAGE_HEADERS.items()]
+    rules.append(f"set-header maas-protocol {protocol}")
+    return "".join(f"    http-request {rule} if {infer}\n" for rule in rules)
 
 
 def http_model_variable(options: GatewayOptions) -> str:
@@ -355,9 +393,13 @@ def grpc_frontend(options: GatewayOptions, prefix: Path) -> str:
     bind {options.host}:{options.grpc_port} proto h2{tls(options, "h2")}
 {audit_logging(options, "grpc", infer)}\
 {grpc_control_rule(options)}
+    http-request return status 200 content-type application/grpc hdr grpc-status 7 \
+        hdr grpc-message {GRPC_SHM_REFUSAL} if {GRPC_SHM} !{LOOPBACK}
 {grpc_tenant_rules(options, prefix, infer)}\
+{tenant_shared_memory(options, GRPC_SHM, "maas_check_shm_grpc")}\
     http-request wait-for-body time 30s at-least 512 if {infer}
     http-request lua.maas_admit_grpc if {infer}
+{usage_headers(options, "grpc", infer)}\
 {grpc_model_access(options, prefix)}\
     http-request use-service lua.maas_grpc_refuse if {{ var(txn.maas_grpc_refusal) -m found }} \
         {UNROUTED}
@@ -366,6 +408,7 @@ def grpc_frontend(options: GatewayOptions, prefix: Path) -> str:
 """
 
 
+GRPC_SHM_REFUSAL = quote("shared memory can be registered from this host only").replace("%", "%%")
 GRPC_OPEN_HEALTH = (
     "{ path " + " ".join(f"{GRPC_SERVICE}{m}" for m in ("ServerLive", "ServerReady")) + " }"
 )
@@ -518,6 +561,7 @@ def render_settings(options: GatewayOptions) -> str:
         f"  max_json_bytes = {options.max_json_bytes},\n"
         f"  max_other_body_bytes = {MAX_OTHER_BODY_BYTES},\n"
         f"  backends = {{ {backends} }},\n"
+        f"  count_items = {'true' if options.audit_socket else 'false'},\n"
         "  config_ttl_s = 5,\n"
         "  config_timeout_ms = 5000,\n"
         "}\n"

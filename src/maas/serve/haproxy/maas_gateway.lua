@@ -437,6 +437,47 @@ end
 
 core.register_action("maas_check_sizes", { "http-req" }, check_sizes, 0)
 
+-- Shared memory with API keys on: a tenant's regions are named "<tenant>~<name>" and their
+-- /dev/shm keys "/<tenant>~<name>", so no tenant registers, reads, writes, lists or drops
+-- another's. "~" is in no tenant's name and survives URL quoting unchanged (Triton 2.51 does
+-- not decode the region's name in its HTTP paths). Names are compared as Triton sees them.
+-- Returns the refusal's message for a region that is not the tenant's.
+local function foreign_region(tenant, name, what)
+  local prefix = tenant .. "~"
+  if type(name) ~= "string" or name:sub(1, #prefix) ~= prefix then
+    return ("tenant %s may use only its own shared memory: %s '%s' must begin with '%s'"):format(
+      tenant, what or "region", tostring(name), prefix)
+  end
+  return nil
+end
+
+local function foreign_region_of_request(tenant, request)
+  for _, list in ipairs({ request.inputs, request.outputs or {} }) do
+    for _, tensor in ipairs(list) do
+      local region = is_object(tensor.parameters) and tensor.parameters.shared_memory_region
+      if region ~= nil and region ~= false then
+        local problem = foreign_region(tenant, region)
+        if problem then
+          return problem
+        end
+      end
+    end
+  end
+  return nil
+end
+
+-- Items of a request for the usage meter: its batch size (images, texts) when the model
+-- batches, else 1.
+local function set_items(txn, config, first_dim)
+  local items = 1
+  if (tonumber(config.max_batch_size) or 0) > 0 then
+    items = first_dim
+  end
+  if is_integer(items) then
+    txn:set_var("txn.maas_items", math.tointeger(items))
+  end
+end
+
 -- Checks one HTTP inference request for model (and version); answers it (400/411/413 or
 -- Triton's own error) when bad, else returns true.
 local function check_infer(txn, model, version)
@@ -467,6 +508,16 @@ local function check_infer(txn, model, version)
   if not ok then
     return reject(txn, 400, invalid)
   end
+  local tenant = txn:get_var("txn.maas_tenant")
+  if tenant then
+    local region = foreign_region_of_request(tenant, request)
+    if region then
+      return reject(txn, 403, region)
+    end
+  end
+  if settings.count_items then
+    set_items(txn, config, request.inputs[1].shape[1])
+  end
   return true
 end
 
@@ -485,6 +536,199 @@ local function grpc_model(body)
       return body:sub(pos, pos + length - 1)
     end
     shift = shift + 7
+  end
+  return nil
+end
+
+-- Reads a protobuf varint at pos; returns it and the position after it (nil past the end).
+local function varint(body, pos, stop)
+  local value, shift = 0, 0
+  while pos <= stop and shift < 64 do
+    local byte = body:byte(pos)
+    value = value | ((byte & 0x7f) << shift)
+    pos = pos + 1
+    if byte < 0x80 then
+      return value, pos
+    end
+    shift = shift + 7
+  end
+  return nil
+end
+
+-- The fields of a protobuf message between pos and stop: number, wire type, value or start,
+-- and (for length-delimited ones) end. Stops at the first field it cannot read whole.
+local function fields(body, pos, stop)
+  return function()
+    if pos == nil or pos > stop then
+      return nil
+    end
+    local key, at = varint(body, pos, stop)
+    if key == nil then
+      return nil
+    end
+    local number, wire = key >> 3, key & 7
+    if wire == 0 then
+      local value, after = varint(body, at, stop)
+      pos = after
+      return value and number, wire, value
+    elseif wire == 2 then
+      local length, start = varint(body, at, stop)
+      if length == nil or start + length - 1 > stop then
+        pos = nil
+        return nil
+      end
+      pos = start + length
+      return number, wire, start, start + length - 1
+    elseif wire == 1 or wire == 5 then
+      pos = at + (wire == 1 and 8 or 4)
+      return number, wire, at
+    end
+    return nil
+  end
+end
+
+-- The string fields `wanted` (number → true) of a message, and the sub-messages of the
+-- numbers in `nested` (number → true) as {start, finish}, from a body that may hold only
+-- the start of the message: a field the body does not hold whole is skipped by its length,
+-- and a field that begins past what the body holds makes it return nil, "unread".
+local function read_fields(body, start, finish, wanted, nested)
+  local strings, messages, pos = {}, {}, start
+  while pos <= finish do
+    local key, at = varint(body, pos, #body)
+    if key == nil then
+      return nil, "unread"
+    end
+    local number, wire = key >> 3, key & 7
+    if wire == 0 then
+      local _, after = varint(body, at, #body)
+      if after == nil then
+        return nil, "unread"
+      end
+      pos = after
+    elseif wire == 2 then
+      local length, begins = varint(body, at, #body)
+      if length == nil then
+        return nil, "unread"
+      end
+      local ends = begins + length - 1
+      if (wanted[number] or nested[number]) and ends > #body then
+        return nil, "unread"
+      end
+      if wanted[number] then
+        strings[#strings + 1] = { number, body:sub(begins, ends) }
+      elseif nested[number] then
+        messages[#messages + 1] = { number, begins, ends }
+      end
+      pos = ends + 1
+    elseif wire == 1 or wire == 5 then
+      pos = at + (wire == 1 and 8 or 4)
+    else
+      return nil, "unreadable"
+    end
+  end
+  return strings, messages
+end
+
+-- The shared-memory regions a gRPC ModelInferRequest names: the string_param (3) of each
+-- "shared_memory_region" entry of the parameters of its inputs (5, parameters 4) and outputs
+-- (6, parameters 2). nil when the gateway cannot read all of them.
+local function grpc_regions(body)
+  local finish = 5 + ((body:byte(2) << 24) | (body:byte(3) << 16) | (body:byte(4) << 8)
+    | body:byte(5))
+  local _, tensors = read_fields(body, 6, finish, {}, { [5] = true, [6] = true })
+  if tensors == nil then
+    return nil
+  end
+  local regions = {}
+  for _, tensor in ipairs(tensors) do
+    local parameters_field = tensor[1] == 5 and 4 or 2
+    local _, entries = read_fields(body, tensor[2], tensor[3], {}, { [parameters_field] = true })
+    if entries == nil then
+      return nil
+    end
+    for _, entry in ipairs(entries) do
+      local key, values = read_fields(body, entry[2], entry[3], { [1] = true }, { [2] = true })
+      if key == nil then
+        return nil
+      end
+      if key[1] and key[1][2] == "shared_memory_region" and values[1] then
+        local value = read_fields(body, values[1][2], values[1][3], { [3] = true }, {})
+        regions[#regions + 1] = value and value[1] and value[1][2] or ""
+      end
+    end
+  end
+  return regions
+end
+
+-- The refusal's message for a gRPC inference request of tenant naming another's region.
+local function grpc_foreign_region(tenant, body)
+  if #body < 5 or body:byte(1) ~= 0 then
+    return ("tenant %s: compressed requests are not accepted with API keys on"):format(tenant)
+  end
+  local regions = grpc_regions(body)
+  if regions == nil then
+    return ("tenant %s: the request's inputs and outputs must come before its raw contents "
+      .. "and within the first %d bytes"):format(tenant, #body)
+  end
+  for _, region in ipairs(regions) do
+    local problem = foreign_region(tenant, region)
+    if problem then
+      return problem
+    end
+  end
+  return nil
+end
+
+-- A PERMISSION_DENIED answer from maas_grpc_refuse.
+local function grpc_forbid(txn, message)
+  txn:set_var("txn.maas_grpc_code", "7")
+  txn:set_var("txn.maas_grpc_refusal", (message:gsub("[^%w%-_.~ ]", function(c)
+    return ("%%%02X"):format(c:byte())
+  end):gsub(" ", "%%20")))
+end
+
+-- The gRPC shared-memory methods, with keys on: one region of the tenant's, its own key.
+core.register_action("maas_check_shm_grpc", { "http-req" }, function(txn)
+  local tenant = txn:get_var("txn.maas_tenant")
+  local body = txn.sf:req_body() or ""
+  local method = txn.sf:path():match("/(%a+)$") or ""
+  local fields = #body >= 5 and read_fields(body, 6, #body, { [1] = true, [2] = true }, {})
+  local name, key = nil, nil
+  for _, field in ipairs(fields or {}) do
+    if field[1] == 1 then
+      name = field[2]
+    elseif field[1] == 2 then
+      key = field[2]
+    end
+  end
+  local problem = foreign_region(tenant, name or "")
+  if problem == nil and method == "SystemSharedMemoryRegister" then
+    problem = foreign_region(tenant, ((key or ""):gsub("^/", "")), "key")
+  end
+  if problem then
+    grpc_forbid(txn, problem)
+  end
+end, 0)
+
+-- The first dimension of the first input of a gRPC ModelInferRequest (inputs: field 5; their
+-- shape: field 3, packed or not), from the part of the body the gateway has read; nil if
+-- not there.
+local function grpc_first_dim(body)
+  local stop = #body
+  if stop < 6 or body:byte(1) ~= 0 then
+    return nil -- compressed: not read
+  end
+  for number, wire, start, finish in fields(body, 6, stop) do
+    if number == 5 and wire == 2 then
+      for inner, inner_wire, value, inner_finish in fields(body, start, finish) do
+        if inner == 3 and inner_wire == 2 then
+          return (varint(body, value, inner_finish))
+        elseif inner == 3 and inner_wire == 0 then
+          return value
+        end
+      end
+      return nil
+    end
   end
   return nil
 end
@@ -512,6 +756,27 @@ local function refuse_for(txn, protocol, model)
   end
 end
 
+-- The shared-memory API over HTTP, with keys on: one region of the tenant's at a time.
+core.register_action("maas_check_shm_http", { "http-req" }, function(txn)
+  local tenant = txn:get_var("txn.maas_tenant")
+  local path = txn.sf:path()
+  local kind, name, call = path:match("^/v2/(%a+)sharedmemory/region/([^/]+)/(%a+)$")
+  if name == nil then
+    return reject(txn, 403, ("with API keys on, the shared-memory API takes one region of "
+      .. "the tenant's at a time: /v2/systemsharedmemory/region/%s~<name>/"
+      .. "(register|status|unregister)"):format(tenant))
+  end
+  local problem = foreign_region(tenant, name)
+  if problem == nil and kind == "system" and call == "register" then
+    local body = json.decode(txn.sf:req_body() or "", 4)
+    local key = is_object(body) and body.key
+    problem = foreign_region(tenant, type(key) == "string" and key:gsub("^/", "") or key, "key")
+  end
+  if problem then
+    return reject(txn, 403, problem)
+  end
+end, 0)
+
 -- One action per HTTP inference request: each Lua action costs tens of microseconds of CPU.
 core.register_action("maas_check_and_admit_http", { "http-req" }, function(txn)
   local model, version = infer_target(txn.sf:path())
@@ -530,9 +795,22 @@ core.register_action("maas_check_and_admit_http", { "http-req" }, function(txn)
 end, 0)
 
 core.register_action("maas_admit_grpc", { "http-req" }, function(txn)
-  local model = grpc_model(txn.sf:req_body() or "")
+  local body = txn.sf:req_body() or ""
+  local model = grpc_model(body)
   if model then
     txn:set_var("txn.maas_model", model) -- for the tenant's model access check
+    if settings.count_items then
+      local config = model_config(model)
+      local first_dim = config and grpc_first_dim(body)
+      if first_dim then
+        set_items(txn, config, first_dim)
+      end
+    end
+  end
+  local tenant = txn:get_var("txn.maas_tenant")
+  local problem = tenant and grpc_foreign_region(tenant, body)
+  if problem then
+    return grpc_forbid(txn, problem)
   end
   local backend, limit = admit(txn, "grpc", model)
   if backend == nil then
@@ -542,14 +820,15 @@ core.register_action("maas_admit_grpc", { "http-req" }, function(txn)
   txn:set_var("txn.maas_backend", backend)
 end, 0)
 
--- A gRPC UNAVAILABLE in the trailers-only form: HTTP 200 with grpc-status in the headers.
+-- A gRPC UNAVAILABLE (or the code in txn.maas_grpc_code) in the trailers-only form: HTTP 200
+-- with grpc-status in the headers.
 core.register_service("maas_grpc_refuse", "http", function(applet)
   repeat
     local chunk = applet:receive(DRAIN_CHUNK)
   until chunk == nil or #chunk == 0
   applet:set_status(200)
   applet:add_header("content-type", "application/grpc")
-  applet:add_header("grpc-status", "14")
+  applet:add_header("grpc-status", applet:get_var("txn.maas_grpc_code") or "14")
   applet:add_header("grpc-message", applet:get_var("txn.maas_grpc_refusal") or "")
   applet:start_response()
 end)
