@@ -80,10 +80,15 @@ def stack(
     shutil.copytree(exported.repository.model_dir(OTHER), repo / OTHER)  # its step is MODEL
     for name in (TEXT_MODEL, "minilm_tokenizer", "minilm"):  # tokens are metered
         shutil.copytree(exported.repository.model_dir(name), repo / name, symlinks=True)
-    audit = ["--audit-log", str(folder / "audit.jsonl")]
-    serve = start_maas_serve(repo, folder, extra_args=["--auth", "--keys", str(keys.path), *audit])
+    serve = start_keyed_stack(repo, folder, keys)
     yield serve
     assert stop_maas_serve(serve) == 0
+
+
+def start_keyed_stack(repo: Path, folder: Path, keys: Keys) -> RunningServer:
+    """`maas serve` with keys required, following the key file, and metering on."""
+    audit = ["--audit-log", str(folder / "audit.jsonl")]
+    return start_maas_serve(repo, folder, extra_args=["--auth", "--keys", str(keys.path), *audit])
 
 
 @pytest.fixture(scope="module")

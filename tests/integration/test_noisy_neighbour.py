@@ -30,8 +30,8 @@ from maas.benchmarks.peers_bench import subset_repository
 from maas.clients import NO_RETRIES, ModelClient, Protocol
 from maas.serve.gateway_config import GRPC_SERVICE
 from maas.serve.keys import TenantPolicy
-from tests.conftest import Exported, RunningServer, start_maas_serve, stop_maas_serve
-from tests.integration.test_keys import Keys
+from tests.conftest import Exported, RunningServer, stop_maas_serve
+from tests.integration.test_keys import Keys, start_keyed_stack
 
 MODEL = "digits_cnn"
 A_RATE = 10  # requests per second the noisy tenant may make
@@ -59,10 +59,7 @@ def stack(
 ) -> Iterator[RunningServer]:
     folder = tmp_path_factory.mktemp("neighbours")
     repo = subset_repository(exported.repository, MODEL, folder / "repo")
-    audit = ["--audit-log", str(folder / "audit.jsonl")]  # metering on, as in production
-    serve = start_maas_serve(
-        repo, folder, extra_args=["--auth", "--keys", str(tenants.path), *audit]
-    )
+    serve = start_keyed_stack(repo, folder, tenants)
     yield serve
     assert stop_maas_serve(serve) == 0
 
