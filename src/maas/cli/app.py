@@ -23,6 +23,7 @@ from .export_cmd import export_command
 from .infer_cmd import infer_command
 from .keys_cmd import keys_app, usage_command
 from .monitor_cmd import monitor_command, top_command
+from .plan_cmd import plan_command
 from .serve_cmd import front_command, serve_command
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ COMMANDS = (
     ("soak", soak_command),
     ("bench-padding", bench_padding_command),
     ("bench-targets", bench_targets_command),
+    ("plan", plan_command),
     ("doctor", doctor_command),
     ("demo", demo_command),
 )
