@@ -106,6 +106,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     return Exported(repository, results)
 
 
+READY_LINE = "ready; Ctrl-C or SIGTERM stops it"
+
+
 def start_maas_serve(
     repository: Path,
     workdir: Path,
@@ -141,7 +144,9 @@ def start_maas_serve(
         else tls_ca,
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not server.is_ready():
+    # Ready when maas serve says so: the gateway may answer HTTP before the stack has seen all
+    # its ports listen, and a test that kills it then races the start, not the watchdog.
+    while not (server.is_ready() and READY_LINE in log.read_text()):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"maas serve did not become ready:\n{log.read_text()}")
