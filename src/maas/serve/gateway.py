@@ -135,11 +135,22 @@ class Gateway(Service):
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
-        ports = (self.options.http_port, self.options.grpc_port, self.options.metrics_port)
-        while not all(accepts_connections(self.options.host, port) for port in ports):
+        ports = {
+            "HTTP": self.options.http_port,
+            "gRPC": self.options.grpc_port,
+            "metrics": self.options.metrics_port,
+        }
+        while waiting := [
+            f"{name} {port}"
+            for name, port in ports.items()
+            if not accepts_connections(self.options.host, port)
+        ]:
             if self.returncode is not None or time.monotonic() > deadline:
                 self.stop()
-                raise ServerError(f"the gateway did not start:\n{self.log_tail()}")
+                raise ServerError(
+                    f"the gateway did not start (not listening on {', '.join(waiting)}):\n"
+                    f"{self.log_tail()}"
+                )
             time.sleep(0.05)
         return self
 

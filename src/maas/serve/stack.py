@@ -44,6 +44,13 @@ log = logging.getLogger("maas.serve")
 LOOPBACK = "127.0.0.1"
 
 
+def free_port_except(host: str, taken: set[int]) -> int:
+    """A free port that is none of `taken`."""
+    while (port := free_port(host)) in taken:
+        pass
+    return port
+
+
 @dataclass(frozen=True)
 class RestartPolicy:
     """How the watchdog restarts a dead server: exponential backoff, reset after a calm spell."""
@@ -139,12 +146,21 @@ class ServingStack(Service):
         server = replace(self.options.server, workdir=self.workdir)
         if not self.options.gateway:
             return server
+        # Not one of the stack's own ports: those are free too until their servers start.
+        taken = {
+            server.http_port,
+            server.grpc_port,
+            server.metrics_port,
+            self.options.gateway_metrics_port,
+            self.options.stack_metrics_port,
+        }
+        http_port = free_port_except(LOOPBACK, taken)
         return replace(
             server,
             http_host=LOOPBACK,
-            http_port=free_port(LOOPBACK),
+            http_port=http_port,
             grpc_host=LOOPBACK,
-            grpc_port=free_port(LOOPBACK),
+            grpc_port=free_port_except(LOOPBACK, taken | {http_port}),
             control_key="",
             tls_cert=None,
             tls_key=None,
