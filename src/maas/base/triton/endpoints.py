@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from typing import Literal
 
@@ -38,8 +39,21 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+FREE_PORTS = range(20000, 32768)  # below Linux's ephemeral range (32768-60999 by default)
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS reports free (for tests and ad-hoc servers)."""
+    """A port free now, for a server about to start (tests, Triton behind the gateway).
+
+    Chosen below the kernel's ephemeral range: a port from there (what binding port 0 gives)
+    can become the local end of any outgoing connection before its server listens on it.
+    """
+    candidates = [port for port in FREE_PORTS if port not in _handed_out]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        if port_is_free(host, port):
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
