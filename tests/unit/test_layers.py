@@ -25,6 +25,7 @@ LAYERS = {
     "maas.clients": 10,
     "maas.monitor": 15,
     "maas.benchmarks": 20,
+    "maas.deploy": 25,
     "maas.cli": 30,
 }
 

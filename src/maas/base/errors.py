@@ -152,3 +152,7 @@ class MonitorError(MaasError):
 
 class MonitorUnavailableError(MonitorError):
     """A tool monitoring needs (Prometheus, promtool) is not installed."""
+
+
+class DeployError(MaasError):
+    """Kubernetes manifests cannot be rendered from the options given, or a pod cannot prepare."""

@@ -18,6 +18,7 @@ from .bench_cmd import (
 )
 from .common import interrupt
 from .demo_cmd import demo_command
+from .deploy_cmd import deploy_app
 from .doctor_cmd import doctor_command
 from .export_cmd import export_command
 from .infer_cmd import infer_command
@@ -64,6 +65,7 @@ COMMANDS = (
 for name, command in COMMANDS:
     app.command(name)(command)
 app.add_typer(keys_app, name="keys")
+app.add_typer(deploy_app, name="deploy")
 
 if __name__ == "__main__":
     app()

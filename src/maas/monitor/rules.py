@@ -69,6 +69,21 @@ def per_model(expression: str) -> str:
     return f"sum by (model) ({expression})"
 
 
+def queue_seconds_per_request(
+    by: str = "model", selector: str = "", window: str = WINDOW, idle_as_zero: bool = False
+) -> str:
+    """Queue time per request, weighted by requests: a sum of rates over a sum of rates.
+
+    idle_as_zero: 0 (not NaN) where nothing succeeded in the window, for autoscalers.
+    """
+    braces = f"{{{selector}}}" if selector else ""
+    queued = f"sum by ({by}) (rate({s.QUEUE_US}{braces}[{window}]))"
+    served = f"sum by ({by}) (rate({s.SUCCESS}{braces}[{window}]))"
+    if idle_as_zero:
+        served = f"clamp_min({served}, 1e-9)"
+    return f"{queued} / {served} / 1e6"
+
+
 def gateway_backends(kind: str) -> str:
     """A regex selector of the gateway's admitting (`model`) or refusing backends."""
     return f'proxy=~"(http|grpc)_{kind}_.+"'
@@ -89,7 +104,7 @@ def recording_rules() -> list[dict[str, str]]:
         REQUESTS: successes,
         FAILURES: per_model(rate(s.FAILURE)),
         ERROR_RATIO: f"{FAILURES} / ({REQUESTS} + {FAILURES})",
-        QUEUE_PER_REQUEST: f"{per_model(rate(s.QUEUE_US))} / {successes} / 1e6",
+        QUEUE_PER_REQUEST: queue_seconds_per_request(),
         COMPUTE_PER_REQUEST: f"{per_model(compute)} / {successes} / 1e6",
         BATCH_SIZE: f"{per_model(rate(s.INFERENCES))} / {per_model(rate(s.EXECUTIONS))}",
         # Quantiles cannot be averaged across replicas: the worst replica's is the honest one.

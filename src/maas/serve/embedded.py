@@ -133,6 +133,38 @@ def control_flags(key: str) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class TritonPaths:
+    """Where a tritonserver finds its serving repository, backends and cache."""
+
+    repository: Path
+    backends: Path
+    cache: Path
+
+
+def triton_arguments(paths: TritonPaths, options: ServerOptions, admin_key: str) -> list[str]:
+    """Flags of tritonserver, the binary aside: one function for local replicas and pods alike."""
+    return [
+        f"--model-repository={paths.repository}",
+        f"--backend-directory={paths.backends}",
+        f"--cache-directory={paths.cache}",
+        f"--http-address={options.http_host or options.host}",
+        f"--http-port={options.http_port}",
+        f"--grpc-address={options.grpc_host or options.host}",
+        f"--grpc-port={options.grpc_port}",
+        f"--metrics-address={options.host}",
+        f"--metrics-port={options.metrics_port}",
+        f"--log-verbose={options.log_verbose}",
+        f"--exit-timeout-secs={options.exit_timeout_s}",
+        "--strict-readiness=true",
+        *control_flags(admin_key),
+        *GRPC_KEEPALIVE_FLAGS,
+        *METRICS_FLAGS,
+        *USAGE_FLAGS,
+        *tls_flags(options.tls_cert, options.tls_key),
+    ]
+
+
 class EmbeddedServer(Service):
     """A tritonserver process serving a canonical repository; a context manager."""
 
@@ -236,27 +268,8 @@ class EmbeddedServer(Service):
     def _command(
         self, distribution: TritonDistribution, serving: Path, backends: Path
     ) -> list[str]:
-        options = self.options
-        return [
-            str(distribution.binary),
-            f"--model-repository={serving}",
-            f"--backend-directory={backends}",
-            f"--cache-directory={self.workdir / 'cache'}",
-            f"--http-address={self.http_host}",
-            f"--http-port={options.http_port}",
-            f"--grpc-address={self.grpc_host}",
-            f"--grpc-port={options.grpc_port}",
-            f"--metrics-address={options.host}",
-            f"--metrics-port={options.metrics_port}",
-            f"--log-verbose={options.log_verbose}",
-            f"--exit-timeout-secs={options.exit_timeout_s}",
-            "--strict-readiness=true",
-            *control_flags(self.admin_key),
-            *GRPC_KEEPALIVE_FLAGS,
-            *METRICS_FLAGS,
-            *USAGE_FLAGS,
-            *tls_flags(options.tls_cert, options.tls_key),
-        ]
+        paths = TritonPaths(serving, backends, self.workdir / "cache")
+        return [str(distribution.binary), *triton_arguments(paths, self.options, self.admin_key)]
 
     def is_ready(self) -> bool:
         """Whether /v2/health/ready answers 200."""
