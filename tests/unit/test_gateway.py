@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 from pathlib import Path
 
@@ -10,12 +11,15 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas.base.errors import FrontUnavailableError, ServerError
+from maas.base.triton.endpoints import free_port
 from maas.serve.embedded import ServerOptions
 from maas.serve.gateway import HAPROXY_ENV, Gateway, HAProxy
 from maas.serve.gateway_config import (
+    SHM_REPLICATED,
     GatewayOptions,
     MiB,
     ModelLimit,
+    Upstream,
     backend_name,
     refusal_files,
     render_config,
@@ -33,8 +37,7 @@ def options(**changes: object) -> GatewayOptions:
         "http_port": 8000,
         "grpc_port": 8001,
         "metrics_port": 8003,
-        "upstream_http_port": 40123,
-        "upstream_grpc_port": 40124,
+        "upstreams": (Upstream("127.0.0.1", 40123, 40124),),
         "limits": {"digits_cnn": ModelLimit(4, 8, 250)},
     }
     settings.update(changes)
@@ -53,8 +56,8 @@ def test_config_binds_the_public_ports_and_proxies_to_loopback(tmp_path: Path) -
     settings = render_settings(options(max_body_bytes=5 * MiB))
     assert "bind 0.0.0.0:8000\n" in config
     assert "bind 0.0.0.0:8001 proto h2\n" in config
-    assert "server triton 127.0.0.1:40123" in config
-    assert "server triton 127.0.0.1:40124 proto h2" in config
+    assert "server triton1 127.0.0.1:40123" in config
+    assert "server triton1 127.0.0.1:40124 proto h2" in config
     assert f"max_body_bytes = {5 * MiB}," in settings  # the Lua checks enforce it
     assert "/var/" not in config  # every file inside the prefix or beside the code
 
@@ -63,6 +66,42 @@ def test_haproxy_accepts_the_config_it_is_given(tmp_path: Path) -> None:
     for config in (options(), options(control_key_sha256="ab" * 32, upstream_control_key=KEY)):
         checked = haproxy_accepts(config, tmp_path / str(len(config.control_key_sha256)))
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+REPLICAS = tuple(Upstream("127.0.0.1", 40200 + 2 * n, 40201 + 2 * n) for n in range(3))
+
+
+def test_replicas_share_every_backend_with_checks_retries_and_least_connections(
+    tmp_path: Path,
+) -> None:
+    config = options(upstreams=REPLICAS)
+    checked = haproxy_accepts(config, tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    text = render_config(config, tmp_path)
+    backends = {b.split("\n")[0]: b for b in text.split("\nbackend ")[1:]}
+    for name in ("http_triton", "grpc_triton", "http_model_digits_cnn", "grpc_model_digits_cnn"):
+        body = backends[name]
+        assert "balance leastconn" in body and "retry-on conn-failure empty-response" in body
+        assert "option redispatch 1" in body
+        assert [line.split()[1] for line in body.splitlines() if "server " in line] == [
+            "triton1", "triton2", "triton3",
+        ]  # fmt: skip
+    checks = [line for line in backends["http_triton"].splitlines() if " check " in line]
+    assert len(checks) == 3 and "option httpchk GET /v2/health/ready" in backends["http_triton"]
+    assert "track http_triton/triton2" in backends["grpc_model_digits_cnn"]
+    assert "maxconn 4 maxqueue 8 track" in backends["http_model_digits_cnn"]  # per replica
+    assert '"127.0.0.1:40202",' in render_settings(config)  # model configs from any replica
+
+
+def test_one_replica_has_no_checks_or_retries(tmp_path: Path) -> None:
+    text = render_config(options(), tmp_path)
+    assert "retry-on" not in text and " check " not in text and "leastconn" not in text
+
+
+def test_shared_memory_is_refused_with_several_replicas(tmp_path: Path) -> None:
+    refused = render_config(options(upstreams=REPLICAS), tmp_path)
+    assert SHM_REPLICATED.split(":")[0] in refused and "grpc-status 9" in refused
+    assert SHM_REPLICATED.split(":")[0] not in render_config(options(), tmp_path)
 
 
 def test_haproxy_accepts_the_config_with_tenants_and_keys(tmp_path: Path) -> None:
@@ -152,7 +191,7 @@ def test_behind_the_gateway_triton_listens_on_loopback_only(tmp_path: Path) -> N
     triton = stack.triton.options
     assert stack.triton.http_host == stack.triton.grpc_host == "127.0.0.1"
     assert 8000 not in (triton.http_port, triton.grpc_port)
-    assert triton.control_key == "" and stack.triton.admin_key != KEY  # the user's key stays out
+    assert stack.triton.admin_key != KEY  # the user's key stays out of Triton's command line
     assert (stack.http_url, stack.grpc_url) == ("0.0.0.0:8000", "0.0.0.0:8001")
 
 
@@ -161,6 +200,25 @@ def test_without_the_gateway_triton_serves_the_public_ports(tmp_path: Path) -> N
     stack = ServingStack(StackOptions(server, gateway=False))
     assert stack.triton.options.http_port == 8000 and stack.triton.options.grpc_port == 8001
     assert "UNPROTECTED" in stack.http_protection
+
+
+def test_a_taken_stack_metrics_port_fails_the_start_before_triton_starts(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = ServerOptions(tmp_path, host="127.0.0.1", workdir=tmp_path / "work")
+        stack = ServingStack(StackOptions(server, stack_metrics_port=port))
+        with pytest.raises(ServerError, match=f"127.0.0.1:{port}.*--stack-metrics-port"):
+            stack.start()
+    assert stack.triton.pid is None and stack.gateway is None
+
+
+def test_free_ports_are_outside_the_range_of_outgoing_connections() -> None:
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < low or port > high for port in ports)
 
 
 def test_restart_backoff_doubles_up_to_its_cap() -> None:

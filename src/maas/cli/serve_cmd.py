@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from maas.base.errors import ServerError
-from maas.serve import StackOptions, serve
+from maas.base.errors import MaasError, ServerError
+from maas.serve import ServingStack, StackOptions, serve
 from maas.serve.audit import default_audit_log
 from maas.serve.embedded import ServerOptions
 from maas.serve.gateway import Gateway, combined_pem
-from maas.serve.gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, ModelLimit
+from maas.serve.gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, ModelLimit, Upstream
 from maas.serve.keys import default_key_file
+from maas.serve.stack import MAX_REPLICAS
 from maas.serve.tls import default_tls_dir, self_signed_certificate
 
 from .common import (
@@ -54,6 +57,15 @@ ControlKeyOption = Annotated[
 GatewayMetricsOption = Annotated[int, typer.Option(help="The gateway's Prometheus metrics port.")]
 StackMetricsOption = Annotated[
     int, typer.Option(help="Port of the stack's own metrics (restarts, memory, shared memory).")
+]
+ReplicasOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=MAX_REPLICAS,
+        help="tritonservers behind the gateway, each with the whole repository; SIGHUP rolls "
+        "the repository's current contents out to them one at a time.",
+    ),
 ]
 MaxWaitOption = Annotated[
     int, typer.Option(min=1, help="Longest a request waits for its model before a 503, ms.")
@@ -140,10 +152,12 @@ def serve_command(
     auth: AuthOption = None,
     audit_log: AuditLogOption = None,
     tls: TlsOption = None,
+    replicas: ReplicasOption = 1,
 ) -> None:
     """Run the real tritonserver behind the gateway until Ctrl-C or SIGTERM.
 
     If tritonserver or the gateway dies it is restarted with backoff; readiness is false meanwhile.
+    SIGHUP restarts the replicas one at a time onto the repository as it is now (a rolling update).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with user_errors():
@@ -173,6 +187,7 @@ def serve_command(
                 limits=parse_limits(limit or [], max_wait_ms),
                 key_file=key_file,
                 audit_log=audit_log or (default_audit_log() if key_file else None),
+                replicas=replicas,
             )
         )
 
@@ -258,6 +273,8 @@ def run_stack(options: StackOptions) -> None:
         )
         if server.gateway_metrics_url:
             typer.echo(f"gateway metrics {server.gateway_metrics_url}")
+        for replica in server.replicas[1:]:
+            typer.echo(f"metrics of replica {replica.index + 1} {replica.server.metrics_url}")
         typer.echo(f"stack metrics {server.stack_metrics_url}")
         typer.echo(f"HTTP is guarded by: {server.http_protection}")
         key_file = options.key_file
@@ -265,8 +282,11 @@ def run_stack(options: StackOptions) -> None:
         if options.audit_log:
             typer.echo(f"audit log {options.audit_log}")
         typer.echo(f"log     {server.log_path}\nready; Ctrl-C or SIGTERM stops it", err=False)
+        rollout = rollout_requested()
         while not stopping.wait(0.5):
-            pass  # the watchdog keeps the server up; a signal ends this
+            if rollout.is_set():  # the watchdogs keep the servers up; SIGTERM ends this
+                rollout.clear()
+                start_rollout(server)
         typer.echo("stopping: waiting for in-flight requests …", err=True)
 
 
@@ -297,9 +317,7 @@ def front_command(
             http_port=port,
             grpc_port=grpc_port,
             metrics_port=metrics_port,
-            upstream_http_port=http_port,
-            upstream_grpc_port=grpc_port_upstream,
-            upstream_host=http_host,
+            upstreams=(Upstream(http_host, http_port, grpc_port_upstream),),
             limits=parse_limits(limit or [], max_wait_ms),
             max_body_bytes=int(max_body_mb * MiB),
         )
@@ -317,6 +335,27 @@ def front_command(
                 while not stopping.wait(0.5):
                     if gateway.returncode is not None:
                         raise ServerError(f"the gateway exited:\n{gateway.log_tail()}")
+
+
+def rollout_requested() -> threading.Event:
+    """An event that SIGHUP sets: roll the repository out to the replicas."""
+    requested = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: requested.set())
+    return requested
+
+
+def start_rollout(stack: ServingStack) -> None:
+    """Run a rolling update in the background; its progress and failure go to the log."""
+
+    def roll() -> None:
+        try:
+            stack.rollout()
+        except MaasError as failure:
+            logging.getLogger("maas.serve").error("%s", failure)
+            return
+        logging.getLogger("maas.serve").warning("rollout: done")
+
+    threading.Thread(target=roll, name="maas-rollout", daemon=True).start()
 
 
 def split_address(address: str, option: str) -> tuple[str, int]:

@@ -191,11 +191,15 @@ class AuditLog:
     """Receives the gateway's log datagrams, writes the audit file and counts usage."""
 
     def __init__(
-        self, path: Path, socket_path: Path, tokens_url: str = "", max_bytes: int = 64 * MiB
+        self,
+        path: Path,
+        socket_path: Path,
+        tokens_urls: tuple[str, ...] = (),  # every replica's metrics page
+        max_bytes: int = 64 * MiB,
     ) -> None:
         self.path, self.socket_path = path, socket_path
         self.max_bytes = max_bytes
-        self.tokens = TokenCounters(tokens_url)
+        self.tokens = [TokenCounters(url) for url in tokens_urls]
         self.usage: dict[UsageKey, Usage] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -232,7 +236,7 @@ class AuditLog:
                 accept_all(listener, streams)
                 lines = [line for line in read_lines(streams) if line is not None]
                 if stopping or time.monotonic() >= poll_at:
-                    lines += self.tokens.new_lines()
+                    lines += [line for counters in self.tokens for line in counters.new_lines()]
                     poll_at = time.monotonic() + TOKENS_POLL_S
                 if lines:
                     out.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines))

@@ -7,6 +7,7 @@ close, requests in flight finish) and ends it after a timeout.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import signal
@@ -17,9 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maas.base.errors import FrontUnavailableError, ServerError
+from maas.base.triton.endpoints import PROTOCOLS
 
-from .gateway_auth import RUNTIME_SOCKET, push_keys, write_maps
-from .gateway_config import GatewayOptions, refusal_files, render_config, render_settings
+from .gateway_auth import RUNTIME_SOCKET, push_keys, runtime_command, write_maps
+from .gateway_config import (
+    GatewayOptions,
+    backend_name,
+    refusal_files,
+    render_config,
+    render_settings,
+    replica_name,
+)
 from .keys import KeyFile
 from .processes import Service, end_process
 
@@ -113,6 +122,40 @@ class Gateway(Service):
     def update_keys(self, keys: KeyFile) -> None:
         """Hand a changed key file to the running gateway: no restart, nothing dropped."""
         push_keys(self.runtime_socket, self.prefix, keys)
+
+    @property
+    def backends(self) -> list[str]:
+        """Every backend that sends to the replicas."""
+        models = [backend_name(p, model) for model in self.options.limits for p in PROTOCOLS]
+        return ["http_triton", "grpc_triton", *models]
+
+    def set_replica_state(self, index: int, state: str) -> None:
+        """`drain` (no new requests; those in flight finish) or `ready`, in every backend."""
+        name = replica_name(index)
+        for backend in self.backends:
+            answer = runtime_command(
+                self.runtime_socket, f"set server {backend}/{name} state {state}"
+            )
+            if answer.strip():
+                raise ServerError(f"the gateway refused to set {backend}/{name} {state}: {answer}")
+
+    def replica_in_flight(self, index: int) -> int:
+        """Requests at one replica or waiting for it, over every backend."""
+        return sum(int(row["qcur"] or 0) + int(row["scur"] or 0) for row in self._rows(index))
+
+    def replica_up(self, index: int) -> bool:
+        """Whether the gateway's health checks call the replica up (so it takes requests)."""
+        return any(
+            row["pxname"] == "http_triton" and row["status"] == "UP" for row in self._rows(index)
+        )
+
+    def _rows(self, index: int) -> list[dict[str, str]]:
+        """The runtime API's statistics of one replica's server, a row per backend."""
+        lines = runtime_command(self.runtime_socket, "show stat").splitlines()
+        if not lines or not lines[0].startswith("# "):
+            raise ServerError(f"the gateway's statistics are unreadable: {lines[:1]}")
+        rows = csv.DictReader(lines[1:], fieldnames=lines[0][2:].split(","))
+        return [row for row in rows if row["svname"] == replica_name(index)]
 
     def check(self) -> None:
         """`haproxy -c`: a config HAProxy rejects is a clear error before anything starts."""

@@ -61,6 +61,25 @@ class ModelLimit:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """One tritonserver behind the gateway: its HTTP and gRPC ports on host."""
+
+    host: str
+    http_port: int
+    grpc_port: int
+
+    @property
+    def http(self) -> str:
+        """host:port of its HTTP endpoint."""
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc(self) -> str:
+        """host:port of its gRPC endpoint."""
+        return f"{self.host}:{self.grpc_port}"
+
+
+@dataclass(frozen=True)
 class GatewayOptions:
     """Where the gateway listens, where Triton is, and what it lets through."""
 
@@ -68,9 +87,9 @@ class GatewayOptions:
     http_port: int
     grpc_port: int
     metrics_port: int  # the gateway's own Prometheus exporter
-    upstream_http_port: int  # Triton's ports, on upstream_host (loopback for maas serve)
-    upstream_grpc_port: int
-    upstream_host: str = "127.0.0.1"
+    # The tritonservers (replicas of one repository), loopback for maas serve: requests go to
+    # the one with the fewest in flight; with several, a dead one is skipped and retried past.
+    upstreams: tuple[Upstream, ...]
     limits: dict[str, ModelLimit] = field(default_factory=dict)  # models with admission control
     max_body_bytes: int = 32 * MiB  # ResNet-50 at batch 16 as binary tensors is 9.2 MiB
     # Triton 2.51 crashes on a JSON document of 4 MiB; binary tensors do not count towards it.
@@ -89,6 +108,8 @@ class GatewayOptions:
                 f"the JSON limit must be 1 byte to just under 4 MiB (Triton crashes at 4 MiB), "
                 f"got {self.max_json_bytes}"
             )
+        if not self.upstreams:
+            raise ServerError("the gateway needs at least one tritonserver behind it")
         if self.max_body_bytes < self.max_json_bytes:
             raise ServerError("the body limit must be at least the JSON limit")
         for model in self.limits:
@@ -96,14 +117,9 @@ class GatewayOptions:
                 raise ServerError(f"model name {model!r} cannot name a gateway backend")
 
     @property
-    def upstream_http(self) -> str:
-        """host:port of Triton's HTTP endpoint."""
-        return f"{self.upstream_host}:{self.upstream_http_port}"
-
-    @property
-    def upstream_grpc(self) -> str:
-        """host:port of Triton's gRPC endpoint."""
-        return f"{self.upstream_host}:{self.upstream_grpc_port}"
+    def replicated(self) -> bool:
+        """Whether several tritonservers share the load (health checks, retries, no shm)."""
+        return len(self.upstreams) > 1
 
 
 def backend_name(protocol: str, model: str) -> str:
@@ -210,6 +226,7 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
             "no such endpoint; inference is POST /v2/models/<name>[/versions/<n>]/infer",
             f"{{ path_reg /(infer|generate|generate_stream)/?$ }} !{{ path_reg {INFER_PATH} }}",
         )
+        + (answer(400, SHM_REPLICATED, HTTP_SHM) if options.replicated else "")
         + answer(
             403,
             "shared memory can be registered from this host only",
@@ -393,6 +410,7 @@ def grpc_frontend(options: GatewayOptions, prefix: Path) -> str:
     bind {options.host}:{options.grpc_port} proto h2{tls(options, "h2")}
 {audit_logging(options, "grpc", infer)}\
 {grpc_control_rule(options)}
+{grpc_shm_replicated(options)}\
     http-request return status 200 content-type application/grpc hdr grpc-status 7 \
         hdr grpc-message {GRPC_SHM_REFUSAL} if {GRPC_SHM} !{LOOPBACK}
 {grpc_tenant_rules(options, prefix, infer)}\
@@ -406,6 +424,24 @@ def grpc_frontend(options: GatewayOptions, prefix: Path) -> str:
     use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}
     default_backend grpc_triton
 """
+
+
+# A region is registered with one tritonserver; the next request may go to another.
+SHM_REPLICATED = (
+    "shared memory is off while several replicas serve: a region lives in one of them; "
+    "send tensors in the request, or serve one replica"
+)
+
+
+def grpc_shm_replicated(options: GatewayOptions) -> str:
+    """With several replicas, the shared-memory methods answer FAILED_PRECONDITION."""
+    if not options.replicated:
+        return ""
+    message = quote(SHM_REPLICATED).replace("%", "%%")
+    return (
+        "    http-request return status 200 content-type application/grpc hdr grpc-status 9 "
+        f"hdr grpc-message {message} if {GRPC_SHM}\n"
+    )
 
 
 GRPC_SHM_REFUSAL = quote("shared memory can be registered from this host only").replace("%", "%%")
@@ -476,15 +512,49 @@ def metrics_frontend(options: GatewayOptions) -> str:
 """
 
 
+def replica_name(index: int) -> str:
+    """The gateway's name for the tritonserver at upstreams[index], in every backend."""
+    return f"triton{index + 1}"
+
+
+def upstream_servers(
+    options: GatewayOptions, protocol: str, limits: str = "maxconn 1000", checks: bool = False
+) -> str:
+    """A backend's server lines, one per replica, and with several how it spreads and fails over.
+
+    The backend with `checks` asks each replica for Triton's readiness (strict: every model
+    ready) twice a second: two misses mark it down, two answers bring it back; every other
+    backend follows those checks. Requests go to the replica with the fewest in flight, and are
+    retried on another when one refused the connection or closed it without answering (killed
+    mid-request): inference is idempotent.
+    """
+    lines = []
+    for index, upstream in enumerate(options.upstreams):
+        name = replica_name(index)
+        address = f"{upstream.grpc} proto h2" if protocol == "grpc" else upstream.http
+        health = ""
+        if options.replicated:
+            health = " check inter 500ms fall 2 rise 2" if checks else f" track http_triton/{name}"
+        lines.append(f"    server {name} {address} {limits}{health}")
+    if not options.replicated:
+        return "\n".join(lines) + "\n"
+    failover = [
+        "    balance leastconn",
+        "    retry-on conn-failure empty-response",
+        "    retries 3",
+        "    option redispatch 1",
+        *(["    option httpchk GET /v2/health/ready"] if checks else []),
+    ]
+    return "\n".join(failover + lines) + "\n"
+
+
 def upstream_backends(options: GatewayOptions) -> str:
     """Everything that is not admitted per model goes straight to Triton."""
     return f"""backend http_triton
     http-reuse always
-    server triton {options.upstream_http} maxconn 1000
-
+{upstream_servers(options, "http", checks=True)}
 backend grpc_triton
-    server triton {options.upstream_grpc} proto h2 maxconn 1000
-"""
+{upstream_servers(options, "grpc")}"""
 
 
 def model_backends(options: GatewayOptions, model: str, limit: ModelLimit, prefix: Path) -> str:
@@ -504,13 +574,11 @@ backend {backend_name("http", model)}
     timeout queue {limit.max_wait_ms}ms
     errorfile 503 {prefix / f"{model}.http.503"}
     http-reuse always
-    server triton {options.upstream_http} {server}
-
+{upstream_servers(options, "http", server)}
 backend {backend_name("grpc", model)}
     timeout queue {limit.max_wait_ms}ms
     errorfile 503 {prefix / f"{model}.grpc.503"}
-    server triton {options.upstream_grpc} proto h2 {server}
-"""
+{upstream_servers(options, "grpc", server)}"""
 
 
 def error_json(message: str) -> str:
@@ -554,9 +622,10 @@ def render_settings(options: GatewayOptions) -> str:
         f"grpc_message = {lua_string(quote(refusal(model, limit)))} }},"
         for model, limit in options.limits.items()
     )
+    upstreams = " ".join(f'"{upstream.http}",' for upstream in options.upstreams)
     return (
         "-- Written by maas at every start.\nreturn {\n"
-        f'  upstream_http = "{options.upstream_http}",\n'
+        f"  upstreams_http = {{ {upstreams} }},\n"
         f"  max_body_bytes = {options.max_body_bytes},\n"
         f"  max_json_bytes = {options.max_json_bytes},\n"
         f"  max_other_body_bytes = {MAX_OTHER_BODY_BYTES},\n"

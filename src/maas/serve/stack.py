@@ -3,18 +3,20 @@
 Public endpoints: the gateway (HAProxy) on host:http_port (HTTP) and host:grpc_port (gRPC), its
 metrics on host:gateway_metrics_port, Triton's metrics on host:metrics_port, the stack's own
 (restarts, memory) on host:stack_metrics_port. Triton's own HTTP
-and gRPC ports are bound to loopback on free ports behind the gateway. If Triton or the gateway
-dies, the watchdog notices within a poll interval, logs why, and restarts it with backoff;
-meanwhile the gateway answers with 503 / UNAVAILABLE (retryable). If a model's Python stub dies
-(Triton 2.51 keeps calling such a model ready and fails every request), the watchdog reloads
-that model through the repository API, with a key only this process knows.
+and gRPC ports are bound to loopback on free ports behind the gateway. With `replicas` > 1,
+several tritonservers serve the same repository behind the one gateway (replica 1's metrics on
+metrics_port, the others' on free ports). If a tritonserver or the gateway dies, the watchdog
+notices within a poll interval, logs why, and restarts it with backoff (replica.py); meanwhile
+the gateway sends to the other replicas, or answers 503 / UNAVAILABLE (retryable) if none is
+left. A rolling update (`rollout`) restarts the replicas one at a time onto the repository's
+current contents, each drained at the gateway first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import signal
+import secrets
 import tempfile
 import threading
 import time
@@ -26,22 +28,23 @@ from maas.base.triton.endpoints import (
     GATEWAY_METRICS_PORT,
     STACK_METRICS_PORT,
     free_port,
-    port_is_free,
 )
 
 from .audit import AUDIT_SOCKET, AuditLog, Usage, UsageKey
 from .embedded import EmbeddedServer, ServerOptions
 from .gateway import Gateway, combined_pem
-from .gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, MiB, ModelLimit
+from .gateway_config import DEFAULT_MAX_WAIT_MS, GatewayOptions, MiB, ModelLimit, Upstream
 from .keys import KeyFile
 from .processes import Service
+from .replica import Replica, RestartPolicy, describe_exit
 from .serving_repo import ServedModel
 from .stack_metrics import Restarts, StackMetricsServer
-from .stubs import Stub, remove_regions
+from .stubs import Stub
 
 log = logging.getLogger("maas.serve")
 
 LOOPBACK = "127.0.0.1"
+MAX_REPLICAS = 16
 
 
 def free_port_except(host: str, taken: set[int]) -> int:
@@ -49,20 +52,6 @@ def free_port_except(host: str, taken: set[int]) -> int:
     while (port := free_port(host)) in taken:
         pass
     return port
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """How the watchdog restarts a dead server: exponential backoff, reset after a calm spell."""
-
-    poll_s: float = 0.2  # how often the server and its Python stubs are checked
-    first_delay_s: float = 1.0
-    max_delay_s: float = 30.0
-    calm_s: float = 60.0  # up this long without dying: the next crash starts at first_delay_s
-
-    def delay(self, crashes_in_a_row: int) -> float:
-        """Seconds to wait before restart number crashes_in_a_row (1-based)."""
-        return float(min(self.max_delay_s, self.first_delay_s * 2 ** (crashes_in_a_row - 1)))
 
 
 @dataclass(frozen=True)
@@ -78,9 +67,22 @@ class StackOptions:
     max_body_bytes: int = 32 * MiB
     max_wait_ms: int = DEFAULT_MAX_WAIT_MS  # how long a request may wait for its model
     limits: dict[str, ModelLimit] = field(default_factory=dict)  # per-model overrides
-    restart: RestartPolicy = RestartPolicy()
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
     key_file: Path | None = None  # tenants and API keys; None: anyone who reaches the port
     audit_log: Path | None = None  # one JSON line per request (audit.py); None: no audit log
+    replicas: int = 1  # tritonservers behind the gateway, each with the whole repository
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.replicas <= MAX_REPLICAS:
+            raise ServerError(f"replicas must be 1 to {MAX_REPLICAS}, got {self.replicas}")
+        if self.replicas > 1 and not self.gateway:
+            raise ServerError("several replicas need the gateway in front of them")
+        if self.replicas > 1 and self.server.control_key:
+            # A load or unload would reach one replica only; a rolling update changes them all.
+            raise ServerError(
+                "model control (--control-key) works with one replica; with several, change "
+                "the repository and roll it out (SIGHUP to maas serve)"
+            )
 
 
 @dataclass(frozen=True)
@@ -107,16 +109,6 @@ def file_signature(path: Path | None) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def describe_exit(code: int) -> str:
-    """'killed by SIGSEGV' / 'exited with code 1'."""
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 class ServingStack(Service):
     """Triton + gateway + watchdog; a context manager with the public endpoints."""
 
@@ -127,25 +119,41 @@ class ServingStack(Service):
         if options.server.workdir is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="maas-serve-")
         self.workdir = options.server.workdir or Path(self._scratch.name if self._scratch else ".")
-        self.triton = EmbeddedServer(self._triton_options())
+        # Triton's repository API key behind the gateway: the same on every replica, known
+        # to this process (to reload a model whose stub died) and the gateway only.
+        self.admin_key = secrets.token_urlsafe(24)
         self.restart_counts = Restarts()
-        self.metrics = StackMetricsServer(self, options.server.host, options.stack_metrics_port)
         self._stopping = threading.Event()
-        self._watchdog: threading.Thread | None = None
+        single = len(servers := self._replica_options()) == 1
+        self.replicas = [
+            Replica(
+                index,
+                EmbeddedServer(server),
+                "tritonserver" if single else f"tritonserver replica {index + 1}",
+                options.restart,
+                self.restart_counts,
+                self._stopping,
+            )
+            for index, server in enumerate(servers)
+        ]
+        self.triton = self.replicas[0].server  # its metrics are on the public metrics port
+        self.metrics = StackMetricsServer(self, options.server.host, options.stack_metrics_port)
+        self._watchdogs: list[threading.Thread] = []
+        self._rolling = threading.Lock()
         self._keys_seen = file_signature(options.key_file)
         self.audit: AuditLog | None = None
         if options.audit_log is not None and options.gateway:
             self.audit = AuditLog(
                 options.audit_log,
                 self.workdir / "gateway" / AUDIT_SOCKET,
-                tokens_url=self.triton.metrics_url,
+                tokens_urls=tuple(replica.server.metrics_url for replica in self.replicas),
             )
 
-    def _triton_options(self) -> ServerOptions:
-        """Behind the gateway Triton listens on loopback only, without TLS or the user's key."""
+    def _replica_options(self) -> list[ServerOptions]:
+        """Behind the gateway each Triton listens on loopback only, without TLS or user's key."""
         server = replace(self.options.server, workdir=self.workdir)
         if not self.options.gateway:
-            return server
+            return [server]
         # Not one of the stack's own ports: those are free too until their servers start.
         taken = {
             server.http_port,
@@ -154,21 +162,30 @@ class ServingStack(Service):
             self.options.gateway_metrics_port,
             self.options.stack_metrics_port,
         }
-        http_port = free_port_except(LOOPBACK, taken)
-        return replace(
-            server,
-            http_host=LOOPBACK,
-            http_port=http_port,
-            grpc_host=LOOPBACK,
-            grpc_port=free_port_except(LOOPBACK, taken | {http_port}),
-            control_key="",
-            tls_cert=None,
-            tls_key=None,
-        )
+
+        def take(host: str) -> int:
+            taken.add(port := free_port_except(host, taken))
+            return port
+
+        return [
+            replace(
+                server,
+                http_host=LOOPBACK,
+                http_port=take(LOOPBACK),
+                grpc_host=LOOPBACK,
+                grpc_port=take(LOOPBACK),
+                metrics_port=server.metrics_port if index == 0 else take(server.host),
+                workdir=self.workdir if index == 0 else self.workdir / f"replica-{index + 1}",
+                control_key=self.admin_key,
+                tls_cert=None,
+                tls_key=None,
+            )
+            for index in range(self.options.replicas)
+        ]
 
     def _gateway_options(self) -> GatewayOptions:
         """The gateway's options: public ports, Triton's loopback ports, per-model limits."""
-        server, triton = self.options.server, self.triton.options
+        server = self.options.server
         limits = {
             model.name: ModelLimit.for_config(model.config, self.options.max_wait_ms)
             for model in self.triton.served
@@ -180,12 +197,16 @@ class ServingStack(Service):
             http_port=server.http_port,
             grpc_port=server.grpc_port,
             metrics_port=self.options.gateway_metrics_port,
-            upstream_http_port=triton.http_port,
-            upstream_grpc_port=triton.grpc_port,
+            upstreams=tuple(
+                Upstream(
+                    LOOPBACK, replica.server.options.http_port, replica.server.options.grpc_port
+                )
+                for replica in self.replicas
+            ),
             limits=limits,
             max_body_bytes=self.options.max_body_bytes,
             control_key_sha256=hashlib.sha256(key.encode()).hexdigest() if key else "",
-            upstream_control_key=self.triton.admin_key,
+            upstream_control_key=self.admin_key,
             tls_pem=self._tls_pem(),
             request_timeout_s=max(300, server.exit_timeout_s),
             key_file=self.options.key_file,
@@ -248,48 +269,63 @@ class ServingStack(Service):
     def http_protection(self) -> str:
         """One line on what guards the public endpoints."""
         if self.gateway is not None:
+            where = ", ".join(
+                f"{replica.server.http_url} {replica.server.grpc_url}" for replica in self.replicas
+            )
             return (
                 "gateway (HAProxy): request checks, per-model admission, model control "
                 f"{'with a key' if self.options.server.control_key else 'refused'}; "
-                f"Triton on loopback ({self.triton.http_url}, {self.triton.grpc_url})"
+                f"Triton on loopback ({where})"
             )
         return "UNPROTECTED: Triton's own ports are public; one malformed request can crash it"
 
     def process_ids(self) -> dict[str, int]:
         """The stack's processes by role, those running now (the stubs aside)."""
-        gateway = self.gateway.pid if self.gateway is not None else None
-        pids = {"tritonserver": self.triton.pid, "gateway": gateway}
+        pids = {
+            "tritonserver" + (f"-{replica.index + 1}" if replica.index else ""): replica.server.pid
+            for replica in self.replicas
+        }
+        pids["gateway"] = self.gateway.pid if self.gateway is not None else None
         return {role: pid for role, pid in pids.items() if pid is not None}
 
     def current_stubs(self) -> list[Stub]:
-        """The Python-backend stubs running now."""
-        return self.triton.stubs()
+        """The Python-backend stubs running now, of every replica."""
+        return [stub for replica in self.replicas for stub in replica.server.stubs()]
 
     def usage_now(self) -> dict[UsageKey, Usage]:
         """Requests per tenant, model and protocol so far (empty without the audit log)."""
         return self.audit.usage_now() if self.audit else {}
 
     def start(self) -> ServingStack:
-        """Start Triton, then the gateway, then the watchdog and the stack's metrics."""
-        host, port = self.options.server.host, self.options.stack_metrics_port
-        if not port_is_free(host, port):
-            raise ServerError(
-                f"stack metrics port {port} on {host} is already in use; pick another"
-            )
-        self.triton.start()
-        if self.options.gateway:
-            try:
+        """Listen for the stack's metrics, then start Triton, the gateway and the watchdog."""
+        # The metrics port is held first: Triton takes seconds to start, and a port only
+        # checked free at the start can be taken meanwhile (an outgoing connection's port).
+        self.metrics.start()
+        try:
+            for replica in self.replicas:
+                replica.server.launch()  # all at once: they load their models side by side
+            for replica in self.replicas:
+                replica.server.wait_ready()
+            if self.options.gateway:
                 if self.audit is not None:
                     (self.workdir / "gateway").mkdir(parents=True, exist_ok=True)
                     self.audit.start()  # listening before the gateway sends
                 self.gateway = Gateway(self._gateway_options(), self.workdir / "gateway")
                 self.gateway.start()
-            except ServerError:
-                self.triton.stop()
-                raise
-        self._watchdog = threading.Thread(target=self._watch, name="maas-watchdog", daemon=True)
-        self._watchdog.start()
-        self.metrics.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._watchdogs = [
+            threading.Thread(target=self._watch, name="maas-watchdog", daemon=True),
+            *(
+                threading.Thread(
+                    target=replica.watch, name=f"maas-replica-{replica.index + 1}", daemon=True
+                )
+                for replica in self.replicas
+            ),
+        ]
+        for thread in self._watchdogs:
+            thread.start()
         return self
 
     def is_ready(self) -> bool:
@@ -301,37 +337,48 @@ class ServingStack(Service):
         return self.triton.log_tail()
 
     def _watch(self) -> None:
-        policy = self.options.restart
-        crashes_in_a_row = 0
-        up_since = time.monotonic()
-        stubs = self.triton.stubs()
-        while not self._stopping.wait(policy.poll_s):
+        """The gateway's watchdog (each replica has its own): revive it, follow the keys."""
+        while not self._stopping.wait(self.options.restart.poll_s):
             self._revive_gateway()
             self._follow_key_file()
-            if self.triton.running:
-                stubs = self._revive_stubs(stubs)
-                continue
-            code = self.triton.returncode
-            if time.monotonic() - up_since > policy.calm_s:
-                crashes_in_a_row = 0
-            crashes_in_a_row += 1
-            delay = policy.delay(crashes_in_a_row)
-            log.error(
-                "tritonserver %s; restart %d in %.1f s; its log ends:\n%s",
-                "is not running" if code is None else describe_exit(code),
-                crashes_in_a_row,
-                delay,
-                self.triton.log_tail(lines=5),
-            )
-            self._bury(stubs)
-            if self._stopping.wait(delay) or not self._relaunch():
+
+    def rollout(self) -> None:
+        """Restart the replicas one at a time onto the repository's current contents.
+
+        Each is drained at the gateway first (no new requests; those in flight finish), then
+        restarted, and takes requests again once it is ready and the gateway's checks agree:
+        every answer comes whole from the old or the new version. With one replica, requests
+        wait at the gateway meanwhile (and are refused past its queue).
+        """
+        gateway = self.gateway
+        if gateway is None:
+            raise ServerError("a rolling update needs the gateway")
+        if not self._rolling.acquire(blocking=False):
+            raise ServerError("a rolling update is already running")
+        try:
+            for replica in self.replicas:
+                with replica.restarting:
+                    self._roll(replica, gateway)
+        finally:
+            self._rolling.release()
+
+    def _roll(self, replica: Replica, gateway: Gateway) -> None:
+        count = len(self.replicas)
+        log.warning("rollout: draining %s (%d of %d)", replica.label, replica.index + 1, count)
+        gateway.set_replica_state(replica.index, "drain")
+        deadline = time.monotonic() + self.options.server.exit_timeout_s
+        while gateway.replica_in_flight(replica.index) and time.monotonic() < deadline:
+            if self._stopping.wait(0.05):
                 return
-            up_since = time.monotonic()  # the calm spell counts from this attempt
-            if not self.triton.running:
-                continue  # died or timed out starting: the next poll backs off further
-            self.restart_counts.triton += 1
-            log.warning("tritonserver is back and ready (restart %d)", self.restart_counts.triton)
-            stubs = self.triton.stubs()
+        replica.server.stop()  # SIGTERM: Triton ends its stubs and frees their regions
+        if not replica.relaunch() or not replica.server.running:
+            raise ServerError(f"rollout stopped: {replica.label} did not come back ready")
+        gateway.set_replica_state(replica.index, "ready")
+        deadline = time.monotonic() + 30
+        while self.options.replicas > 1 and not gateway.replica_up(replica.index):
+            if self._stopping.wait(0.1) or time.monotonic() > deadline:
+                raise ServerError(f"rollout stopped: the gateway does not see {replica.label} up")
+        log.warning("rollout: %s serves the new repository", replica.label)
 
     def _revive_gateway(self) -> None:
         """Restart a gateway that died; the next poll tries again if this attempt fails."""
@@ -366,75 +413,19 @@ class ServingStack(Service):
             len(keys.tenants),
         )
 
-    def _bury(self, stubs: list[Stub]) -> None:
-        """After a crash: kill the stubs left behind, reap the server, free its regions."""
-        self.triton.kill_group()
-        self.triton.stop()  # reap it and free its ports
-        self._remove_regions({stub.region for stub in stubs})
-
-    def _revive_stubs(self, known: list[Stub]) -> list[Stub]:
-        """Reload every model whose Python stub died while Triton still calls it ready.
-
-        Triton 2.51 does not restart a dead stub: the model stays "ready" and every request
-        fails with "Stub process ... is not healthy". A model unloaded on purpose is not ready.
-        """
-        current = self.triton.stubs()
-        alive = {stub.pid for stub in current}
-        dead = [stub for stub in known if stub.pid not in alive]
-        if not dead:
-            return current
-        for model in sorted({stub.model for stub in dead}):
-            now = sum(1 for stub in current if stub.model == model)
-            before = sum(1 for stub in known if stub.model == model)
-            if now >= before or not self.triton.model_ready(model):
-                continue  # replaced by a reload, or unloaded on purpose
-            log.error("the Python stub of model %s died; reloading the model", model)
-            try:
-                self.triton.reload_model(model)
-            except ServerError as failure:
-                log.error("%s", failure)
-                continue
-            self.restart_counts.stub_reloaded(model)
-            log.warning("model %s reloaded with a new stub", model)
-        # The reload's new instances have new regions; the dead ones' are ours to remove.
-        self._remove_regions({stub.region for stub in dead})
-        return self.triton.stubs()
-
-    @staticmethod
-    def _remove_regions(names: set[str]) -> None:
-        removed = remove_regions(names)
-        if removed:
-            log.warning("removed %d Python-backend region(s) of dead stubs", len(removed))
-
-    def _relaunch(self) -> bool:
-        """Start Triton again and wait until it is ready or gone; False if stopping meanwhile."""
-        try:
-            self.triton.launch()
-        except ServerError as failure:
-            log.error("restart failed: %s", failure)
-            return True  # the next poll sees no process and backs off again
-        deadline = time.monotonic() + self.triton.options.startup_timeout_s
-        while not self._stopping.wait(0.25):
-            if self.triton.returncode is not None or self.triton.is_ready():
-                return True
-            if time.monotonic() > deadline:
-                log.error("tritonserver was not ready in time; killing it to start over")
-                self.triton.stop()
-                return True
-        return False
-
     def stop(self) -> None:
-        """Stop the watchdog, then let the gateway and Triton finish what is in flight."""
+        """Stop the watchdogs, then let the gateway and Triton finish what is in flight."""
         self._stopping.set()
         self.metrics.stop()
-        if self._watchdog is not None:
-            self._watchdog.join()
-            self._watchdog = None
+        for thread in self._watchdogs:
+            thread.join()
+        self._watchdogs = []
         if self.gateway is not None:
             self.gateway.stop(timeout_s=self.options.server.exit_timeout_s + 10)
         if self.audit is not None:
             self.audit.stop()
-        self.triton.stop()
+        for replica in self.replicas:
+            replica.server.stop()
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None

@@ -8,6 +8,7 @@ Python-backend shared-memory regions hold. This endpoint does, read at every scr
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,6 +17,8 @@ import psutil
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from maas.base.errors import ServerError
 
 from .audit import Usage, UsageKey
 from .stubs import SHM_DIR, Stub
@@ -48,13 +51,21 @@ TENANT_COUNTERS = {
 class Restarts:
     """What the watchdog has restarted since the stack started."""
 
-    triton: int = 0
+    triton: int = 0  # of every replica
     gateway: int = 0
     stubs: dict[str, int] = field(default_factory=dict)  # model → reloads after a dead stub
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self) -> int:
+        """Count one restart of a tritonserver (each replica's loop counts its own); the total."""
+        with self._lock:
+            self.triton += 1
+            return self.triton
 
     def stub_reloaded(self, model: str) -> None:
         """Count one reload of model after its stub died."""
-        self.stubs[model] = self.stubs.get(model, 0) + 1
+        with self._lock:
+            self.stubs[model] = self.stubs.get(model, 0) + 1
 
 
 class WatchedStack(Protocol):
@@ -192,7 +203,13 @@ class StackMetricsServer:
 
     def start(self) -> None:
         """Listen on host:port."""
-        server, thread = start_http_server(self.port, self.host, self.registry)
+        try:
+            server, thread = start_http_server(self.port, self.host, self.registry)
+        except OSError as failure:
+            raise ServerError(
+                f"cannot listen for the stack's metrics on {self.host}:{self.port}: "
+                f"{failure.strerror}; pick another --stack-metrics-port"
+            ) from failure
 
         def stop() -> None:
             server.shutdown()

@@ -325,10 +325,16 @@ local function model_config(model, version)
     return cached.config
   end
   local path = "/v2/models/" .. model .. (version and ("/versions/" .. version) or "") .. "/config"
-  local reply = core.httpclient():get({
-    url = "http://" .. settings.upstream_http .. path,
-    timeout = settings.config_timeout_ms,
-  })
+  local reply
+  for _, upstream in ipairs(settings.upstreams_http) do -- replicas: the first that answers
+    reply = core.httpclient():get({
+      url = "http://" .. upstream .. path,
+      timeout = settings.config_timeout_ms,
+    })
+    if reply ~= nil and reply.status ~= nil and reply.status ~= 0 and reply.status < 500 then
+      break
+    end
+  end
   if reply == nil or reply.status == nil or reply.status == 0 then
     return nil, 503, json.encode_error("the model server is not running right now; retry")
   end
