@@ -38,9 +38,12 @@ class BenchOptions:
     image: Path | None = None
     limit_seconds: float = 5.0  # 0: skip the in-process limit
     progress: bool = True  # the load generator's line per level on stderr
+    workers: int = 1  # Locust worker processes; 1: users in the driver itself
 
     def levels(self) -> tuple[Level, ...]:
         """Closed-loop levels, one per user count, or open-loop levels sharing one user pool."""
+        if self.workers < 1:
+            raise BenchError(f"--workers must be ≥ 1, got {self.workers}")
         if any(users < 1 for users in self.users):
             raise BenchError(f"--users must be ≥ 1, got {list(self.users)}")
         if not self.rates:
@@ -111,6 +114,7 @@ def load_spec(options: BenchOptions, model: str | None = None) -> LoadSpec:
         stats_url=options.resolved_stats_url(),
         server_pids=tuple(pid for pid in (listener_pid(options.resolved_url()),) if pid),
         progress=options.progress,
+        workers=options.workers,
     )
 
 
@@ -156,6 +160,8 @@ def parse_levels(users: str, rates: str) -> tuple[tuple[int, ...], tuple[float, 
 def describe(options: BenchOptions, levels: Sequence[Level]) -> str:
     """The header line of a report."""
     mode = "open loop, " + options.arrival + " arrivals" if options.rates else "closed loop"
+    if options.workers > 1:
+        mode += f", users spread over {options.workers} Locust worker processes"
     return (
         f"# maas bench: {options.model} over {options.protocol}"
         f"{' + system shm' if options.shm else ''}\n\n"

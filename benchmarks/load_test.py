@@ -52,6 +52,7 @@ class LoadSpec:
     # the server's processes, for their CPU time and memory (descendants included); (): unknown
     server_pids: tuple[int, ...] = ()
     progress: bool = True  # a line per level on stderr; off where the caller prints its own
+    workers: int = 1  # load-generator processes; > 1: Locust's master with this many workers
 
 
 @dataclass

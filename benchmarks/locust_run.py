@@ -3,6 +3,8 @@
 For each level: start the users, warm up, then measure one window. A window opens and closes
 with the traffic gate shut and no call in flight, with the server's statistics read at both
 edges, so every request counted by Locust is counted by Triton and the other way round.
+With `workers` > 1 in the spec, this process is Locust's master and the users run in worker
+processes (`maas.benchmarks.locust_distributed`); the windows are the same, gated from here.
 """
 
 from __future__ import annotations
@@ -12,58 +14,108 @@ import logging
 import os
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from locust import events
 from locust.env import Environment
 
 from maas.benchmarks import locust_users as users
 from maas.benchmarks.load_test import Level, LevelResult, LoadSpec, summarise_window
+from maas.benchmarks.locust_distributed import WorkerFleet
 from maas.benchmarks.pacing import LoadConfig
 from maas.benchmarks.process_tree import tree_cpu_s, tree_rss_mib
 from maas.benchmarks.server_stats import Snapshot, breakdown, fetch_snapshot
+from maas.benchmarks.window import Recorder, Window
 
 import gevent  # isort: skip  (after locust, which patches the standard library for it)
 
 DRAIN_TIMEOUT_S = 120.0
 
 
-class Recorder:
-    """Collects Locust's request events while a window is open."""
+class Fleet(Protocol):
+    """The users of a run: in this process, or in worker processes driven from here."""
 
-    def __init__(self) -> None:
-        self.recording = False
-        self.latencies: list[float] = []
-        self.late: list[float] = []
-        self.failures = 0
-        self.delayed = 0
-        self.errors: Counter[str] = Counter()
+    def start_users(self, level: Level) -> None:
+        """Bring the user count to the level's and wait until every user has started."""
+        ...
 
-    def on_request(
-        self, response_time: float, exception: BaseException | None, context: Any, **_: Any
-    ) -> None:
-        """Locust's events.request listener."""
-        if not self.recording:
-            return
-        context = context or {}
-        self.late.append(float(context.get("late_ms", 0.0)))
-        self.delayed += bool(context.get("delayed", False))
-        if exception is None:
-            self.latencies.append(response_time)
-        else:
-            self.failures += 1
-            self.errors[f"{type(exception).__name__}: {exception}"[:300]] += 1
+    def warm(self, level: Level) -> None:
+        """Let calls through, unmeasured, at the level's rate."""
+        ...
+
+    def drain(self) -> None:
+        """Shut the gate; return once no call is in flight."""
+        ...
+
+    def open(self, level: Level) -> None:
+        """Start recording, then let calls through."""
+        ...
+
+    def close(self) -> Window:
+        """Shut the gate, wait until no call is in flight, and return what was recorded."""
+        ...
+
+    def progress(self) -> str:
+        """Lines to add to a level's progress line ('' for none)."""
+        ...
+
+    def quit(self) -> None:
+        """Stop every user."""
+        ...
 
 
-def drain() -> None:
-    """Shut the gate and wait until no call is in flight."""
-    users.TRAFFIC.open.clear()
-    deadline = time.perf_counter() + DRAIN_TIMEOUT_S
-    while users.TRAFFIC.in_flight and time.perf_counter() < deadline:
-        gevent.sleep(0.001)
+class LocalFleet:
+    """Every user in this process: Locust's local runner."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.runner = environment.create_local_runner()
+        self.recorder = Recorder()
+        self.cpu_at_open = 0.0
+        environment.events.request.add_listener(self.recorder.on_request)
+
+    def start_users(self, level: Level) -> None:
+        """Bring the user count to the level's and wait until every user has started."""
+        self.runner.start(level.users, spawn_rate=min(100.0, level.users * 10.0))
+        deadline = time.perf_counter() + 120.0
+        while self.runner.user_count < level.users and time.perf_counter() < deadline:
+            gevent.sleep(0.05)
+
+    def warm(self, level: Level) -> None:
+        """Let calls through, unmeasured."""
+        users.TRAFFIC.open.set()
+        users.SCHEDULE.restart(level.rate)
+
+    def drain(self) -> None:
+        """Shut the gate and wait until no call is in flight."""
+        users.TRAFFIC.drain(DRAIN_TIMEOUT_S)
+
+    def open(self, level: Level) -> None:
+        """Reset Locust's counters, record, and let calls through."""
+        self.cpu_at_open = time.process_time()
+        self.environment.stats.reset_all()
+        self.recorder.restart()
+        users.SCHEDULE.restart(level.rate)
+        users.TRAFFIC.open.set()
+
+    def close(self) -> Window:
+        """Drain; the window with Locust's counters and this process's CPU time."""
+        self.drain()
+        window = self.recorder.stop()
+        window.cpu_s = time.process_time() - self.cpu_at_open
+        total = self.environment.stats.total
+        window.locust_requests, window.locust_failures = total.num_requests, total.num_failures
+        return window
+
+    def progress(self) -> str:
+        """Nothing beyond the level's line."""
+        return ""
+
+    def quit(self) -> None:
+        """Stop the users."""
+        self.runner.quit()
 
 
 def snapshot(spec: LoadSpec) -> Snapshot:
@@ -84,60 +136,39 @@ def snapshot(spec: LoadSpec) -> Snapshot:
     return current
 
 
-def start_users(environment: Environment, level: Level) -> None:
-    """Bring the user count to the level's and wait until every user has started."""
-    assert environment.runner is not None
-    environment.runner.start(level.users, spawn_rate=min(100.0, level.users * 10.0))
-    deadline = time.perf_counter() + 120.0
-    while environment.runner.user_count < level.users and time.perf_counter() < deadline:
-        gevent.sleep(0.05)
-
-
-def measure(environment: Environment, spec: LoadSpec, level: Level) -> LevelResult:
+def measure(fleet: Fleet, spec: LoadSpec, level: Level) -> LevelResult:
     """Warm up, then one clean window at this level."""
-    users.TRAFFIC.open.set()
-    users.SCHEDULE.restart(level.rate)
+    fleet.warm(level)
     gevent.sleep(spec.warmup_s)
-    drain()
+    fleet.drain()
     before = snapshot(spec)
-    cpu_before = (time.process_time(), server_cpu_s(spec))
+    server_cpu_before = server_cpu_s(spec)
     memory = PeakMemory(tuple(spec.server_pids))
-    environment.stats.reset_all()
-    recorder = Recorder()
-    environment.events.request.add_listener(recorder.on_request)
-    recorder.recording = True
-    users.SCHEDULE.restart(level.rate)
     opened = time.perf_counter()
-    users.TRAFFIC.open.set()
+    fleet.open(level)
     gevent.sleep(spec.duration_s)
     send_window = time.perf_counter() - opened
-    drain()
+    window = fleet.close()
     elapsed = time.perf_counter() - opened
-    client_cpu = time.process_time() - cpu_before[0]
-    server_cpu = server_cpu_s(spec) - cpu_before[1]
+    server_cpu = server_cpu_s(spec) - server_cpu_before
     peak_rss_mib = memory.stop()
-    recorder.recording = False
-    environment.events.request.remove_listener(recorder.on_request)
     after = snapshot(spec)
-    total = environment.stats.total
     result = summarise_window(
         level,
         elapsed,
-        recorder.latencies,
-        recorder.late,
-        recorder.failures,
-        recorder.errors,
-        (total.num_requests, total.num_failures),
-        recorder.delayed,
+        window.latencies_ms,
+        window.late_ms,
+        window.failures,
+        window.errors,
+        (window.locust_requests, window.locust_failures),
+        window.delayed,
     )
     result.server = breakdown(before, after)
     result.send_window_s = send_window
     calls = max(1, result.requests + result.failures)
-    result.client_cpu_ms = client_cpu * 1000.0 / calls
+    result.client_cpu_ms = window.cpu_s * 1000.0 / calls
     result.server_cpu_ms = server_cpu * 1000.0 / calls
     result.server_peak_rss_mib = peak_rss_mib
-    if not result.requests and not result.failures:
-        raise RuntimeError(f"no call was made at {level.label}: {first_exception(environment)}")
     return result  # the gate stays shut: users stop between levels with nothing in flight
 
 
@@ -175,23 +206,34 @@ def first_exception(environment: Environment) -> str:
     return "the users made no call (is the server up?)"
 
 
-def run(spec: LoadSpec) -> list[LevelResult]:
-    """Every level of the spec, in order, with one set of users grown or shrunk between."""
+def make_fleet(spec: LoadSpec) -> tuple[Environment, Fleet]:
+    """Users in this process (one worker), or Locust's master here and workers of their own."""
+    environment = Environment(user_classes=[users.TritonUser], events=events)
+    if spec.workers > 1:
+        return environment, WorkerFleet(environment, spec.config, spec.workers)
     users.configure(LoadConfig(**spec.config))
     users.workload()  # build the payloads before any user starts
-    environment = Environment(user_classes=[users.TritonUser], events=events)
-    environment.create_local_runner()
+    return environment, LocalFleet(environment)
+
+
+def run(spec: LoadSpec) -> list[LevelResult]:
+    """Every level of the spec, in order, with one set of users grown or shrunk between."""
+    environment, fleet = make_fleet(spec)
     results = []
     try:
         for level in spec.levels:
-            start_users(environment, level)
-            result = measure(environment, spec, level)
+            fleet.start_users(level)
+            result = measure(fleet, spec, level)
+            if not result.requests and not result.failures:
+                raise RuntimeError(
+                    f"no call was made at {level.label}: {first_exception(environment)}"
+                )
             if spec.progress:
-                print(f"{spec.config['model']} {result.summary()}", file=sys.stderr, flush=True)
+                lines = [f"{spec.config['model']} {result.summary()}", fleet.progress()]
+                print("\n".join(line for line in lines if line), file=sys.stderr, flush=True)
             results.append(result)
     finally:
-        assert environment.runner is not None
-        environment.runner.quit()
+        fleet.quit()
     return results
 
 

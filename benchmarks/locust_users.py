@@ -47,6 +47,13 @@ class Traffic:
     def __post_init__(self) -> None:
         self.open.set()
 
+    def drain(self, timeout_s: float = 120.0) -> None:
+        """Shut the gate and wait until no call is in flight."""
+        self.open.clear()
+        deadline = time.perf_counter() + timeout_s
+        while self.in_flight and time.perf_counter() < deadline:
+            gevent.sleep(0.001)
+
 
 CONFIG = LoadConfig()
 TRAFFIC = Traffic()

@@ -52,6 +52,9 @@ BenchOutOption = Annotated[
 ImageOption = Annotated[
     Path | None, typer.Option(help="Image file to send [default: a bundled photograph].")
 ]
+WorkersOption = Annotated[
+    int, typer.Option(min=1, help="Locust worker processes sharing the users (1: one process).")
+]
 RunDurationOption = Annotated[float, typer.Option(min=0.5, help="Measured seconds per run.")]
 RunWarmupOption = Annotated[float, typer.Option(min=0.0, help="Unmeasured seconds per run.")]
 
@@ -72,6 +75,7 @@ def bench_command(
     image: ImageOption = None,
     repository: RepositoryOption = DEFAULT_REPOSITORY,
     api_key: ApiKeyOption = "",
+    workers: WorkersOption = 1,
 ) -> None:
     """Headless Locust load test of a running server, with Triton's breakdown and a report."""
     from maas.benchmarks.bench import BenchOptions, bench_and_report, parse_levels
@@ -93,6 +97,7 @@ def bench_command(
             repository=repository,
             image=image,
             limit_seconds=limit_seconds,
+            workers=workers,
         )
         report = bench_and_report(options, out)
         echo_lines(report.lines())
