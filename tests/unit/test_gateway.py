@@ -26,7 +26,8 @@ from maas.serve.gateway_config import (
     render_settings,
 )
 from maas.serve.keys import KeyFile, TenantPolicy
-from maas.serve.stack import RestartPolicy, ServingStack, StackOptions, describe_exit
+from maas.serve.replica import RestartPolicy, describe_exit
+from maas.serve.stack import ServingStack, StackOptions
 
 KEY = "k" * 24
 
