@@ -8,7 +8,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from maas.base.triton.parameters import ModelParameters
 from maas.base.triton.repository import ModelRepository
 
 from . import manifest, triton_config
+from .generation import verify_cached_generation
+from .generation_service import write_generation_service
 from .onnx_export import export_onnx
 from .selection import MEASURE_SECONDS, Candidate, batch_sizes, evaluate, retime, select
 from .spec import BuiltModel, ModelSpec
@@ -70,7 +72,7 @@ def export_model(
     faster (`selection.choose`). Nothing is written to the repository unless the chosen
     artifact passed every check.
     """
-    tried = targets_to_try(repository, spec.name, version, targets)
+    tried = targets_to_try(repository, spec, version, targets)
     recorded = recorded_target(repository, spec.name)
     with step(spec.name, "building the torch model"):
         built = spec.build()
@@ -88,7 +90,7 @@ def export_model(
         log.info(
             "%s: serving %s (%.1f samples/s at best)", spec.name, chosen.target.name, chosen.best
         )
-        artifact = install_artifact(repository, spec.name, version, chosen)
+        artifact = install_artifact(repository, spec.name, version, chosen, built.version_files)
     models = write_entries(spec, built, repository, chosen.target)
     digest = manifest.folder_sha256(artifact.parent)
     entry = manifest_entry(spec, built, report, chosen, candidates, artifact, digest, repository)
@@ -106,12 +108,20 @@ def build_candidates(
     """Export and verify fp32 ONNX, then build, gate and time every target from it."""
     onnx = scratch / ONNX_FILE
     with step(spec.name, f"exporting ONNX (opset {spec.opset})"):
-        export_onnx(spec, built.module, built.eval_inputs, onnx)
+        export_onnx(spec, built.module, built.trace_inputs or built.eval_inputs, onnx)
     with step(spec.name, f"verifying ONNX Runtime against torch on {built.eval_count} inputs"):
         # The torch outputs are also what every target is gated against: compute them once.
         expected = run_batched(torch_runner(spec, built.module), built.eval_inputs)
         actual = run_batched(onnxruntime_runner(str(onnx)), built.eval_inputs)
         report = verify_outputs(spec, expected, actual)
+    if spec.cache is not None:
+        with step(spec.name, "verifying a cached generation (prefill + decode steps)"):
+            generation = verify_cached_generation(spec, built.module, onnx, built.prompts)
+        report = replace(
+            report,
+            outputs=report.outputs + generation.outputs,
+            top1_agreement=generation.top1_agreement,
+        )
     candidates = []
     for target in targets:
         with step(spec.name, f"building, gating and timing {target.name}"):
@@ -120,10 +130,20 @@ def build_candidates(
 
 
 def targets_to_try(
-    repository: ModelRepository, name: str, version: int, requested: Sequence[str] | None
+    repository: ModelRepository, spec: ModelSpec, version: int, requested: Sequence[str] | None
 ) -> list[Target]:
-    """Requested targets; a model's other versions pin its target (one config, one backend)."""
-    chosen = [get_target(t) for t in requested] if requested else list(TARGETS.values())
+    """Requested targets; a model's other versions pin its target (one config, one backend).
+
+    A spec that lists its targets allows only those.
+    """
+    name = spec.name
+    allowed = list(spec.targets or TARGETS)
+    refused = [t for t in requested or () if t not in allowed]
+    if refused:
+        raise ExportError(
+            f"{name} cannot be served with {', '.join(refused)}; its targets: {', '.join(allowed)}"
+        )
+    chosen = [get_target(t) for t in requested or allowed]
     others = [v for v in existing_versions(repository, name) if v != version]
     if not others:
         return chosen
@@ -161,13 +181,22 @@ def rejections(candidates: list[Candidate]) -> str:
 
 
 def install_artifact(
-    repository: ModelRepository, name: str, version: int, chosen: Candidate
+    repository: ModelRepository,
+    name: str,
+    version: int,
+    chosen: Candidate,
+    extras: dict[str, Path] | None = None,
 ) -> Path:
-    """Replace the version folder's files with the chosen target's."""
+    """Replace the version folder's files with the chosen target's, and the extras beside them."""
     folder = repository.version_dir(name, version)
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(chosen.folder, folder)
+    for filename, source in (extras or {}).items():
+        if source.is_dir():
+            shutil.copytree(source, folder / filename)
+        else:
+            shutil.copyfile(source, folder / filename)
     return folder / chosen.target.artifact
 
 
@@ -186,7 +215,7 @@ def check_accuracy(spec: ModelSpec, built: BuiltModel) -> None:
 def write_entries(
     spec: ModelSpec, built: BuiltModel, repository: ModelRepository, target: Target
 ) -> tuple[str, ...]:
-    """Configs and labels: the model, its one-output view, its preprocess model and ensemble."""
+    """Configs and labels: the model, its views, its companions or generation service."""
     repository.write_config(triton_config.model_config(spec, target))
     if built.labels:
         repository.write_labels(spec.name, built.labels)
@@ -196,6 +225,8 @@ def write_entries(
         repository.version_dir(view, 1).mkdir(parents=True, exist_ok=True)
         repository.write_labels(view, built.labels)
         written += (view,)
+    if spec.task == "text-generation":
+        written += (write_generation_service(repository, spec.name),)
     preprocessing = spec.preprocessing
     if preprocessing is None:
         return written

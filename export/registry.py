@@ -34,4 +34,4 @@ def model_names() -> list[str]:
 
 def _load_builtin_models() -> None:
     # Importing the modules registers their specs; done lazily so importing the registry is cheap.
-    from .models import digits, minilm, resnet  # noqa: F401
+    from .models import digits, minilm, resnet, tinygpt  # noqa: F401

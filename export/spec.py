@@ -14,7 +14,9 @@ import torch
 from maas.base.served.triton_models import IMAGE_PREPROCESS, TOKENIZER
 from maas.base.triton.names import IMAGE, TEXT
 
-Task = Literal["image-classification", "text-classification", "feature-extraction"]
+Task = Literal[
+    "image-classification", "text-classification", "feature-extraction", "text-generation"
+]
 Inputs = dict[str, np.ndarray]
 
 
@@ -26,6 +28,14 @@ class TensorSpec:
     dims: tuple[int, ...]
     dtype: str = "float32"
     format: str | None = None  # "NCHW" for image inputs; Triton's ModelInput.Format
+    # Names of the -1 dims, in order ("seq", "past"), where several dynamic axes are related
+    # (a decoder's mask spans past + seq): the exporter then lets torch.export infer how, and
+    # names the ONNX file's dims by them. Empty: one shared dynamic axis per position.
+    axes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.axes and len(self.axes) != self.dims.count(-1):
+            raise ValueError(f"{self.name}: axes must name each -1 dim of {self.dims}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,30 @@ class Tolerance:
     reduced_min_cosine: float = 0.999
 
 
+KV = ("key", "value")
+
+
+@dataclass(frozen=True)
+class KVCache:
+    """A decoder's key/value cache as its step graph takes and returns it, one pair per layer.
+
+    Inputs past_key_values.{i}.key/value and outputs present.{i}.key/value, each
+    [batch, heads, positions, head_dim].
+    """
+
+    layers: int
+    heads: int
+    head_dim: int
+
+    def past_names(self) -> list[str]:
+        """The cache inputs, in the order the step graph takes them (key, value per layer)."""
+        return [f"past_key_values.{i}.{kind}" for i in range(self.layers) for kind in KV]
+
+    def present_names(self) -> list[str]:
+        """The cache outputs, in the order the step graph returns them after the logits."""
+        return [f"present.{i}.{kind}" for i in range(self.layers) for kind in KV]
+
+
 @dataclass(frozen=True)
 class Batching:
     """Triton scheduling: dynamic batching and model instances."""
@@ -128,6 +162,13 @@ class BuiltModel:
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. held-out accuracy
     source: dict[str, str] = field(default_factory=dict)  # where weights and data came from
     assets: dict[str, Path] = field(default_factory=dict)  # files the preprocess model needs
+    # Files and folders installed beside the artifact in every version folder (name → source).
+    version_files: dict[str, Path] = field(default_factory=dict)
+    # Inputs to trace the ONNX export with, where eval_inputs' shapes would fix a dynamic axis
+    # (torch.export specialises axes of size 0 or 1: a decode step has seq 1). None: eval_inputs.
+    trace_inputs: Inputs | None = None
+    # Token ids of real prompts, for decoders: the cached-generation check runs them.
+    prompts: list[list[int]] = field(default_factory=list)
 
     @property
     def eval_count(self) -> int:
@@ -152,13 +193,31 @@ class ModelSpec:
     min_accuracy: float | None = None  # gate on held-out accuracy, where the data set has labels
     opset: int = 18
     padding_mask: str | None = None  # input whose zeros mark padding (text models)
+    cache: KVCache | None = None  # text-generation: the step graph's key/value cache
+    # Targets this model may be served with; empty: every target. A decoder's contract with its
+    # server is one fp32 ONNX step graph, and reduced precision has no gate for it yet.
+    targets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.task == "text-generation") != (self.cache is not None):
+            raise ValueError(f"{self.name}: text-generation models, and only they, need a cache")
 
     @property
     def classification_output(self) -> str | None:
         """The output whose argmax is the predicted class, for classifiers."""
-        return None if self.task == "feature-extraction" else "probabilities"
+        classifies = self.task in ("image-classification", "text-classification")
+        return "probabilities" if classifies else None
 
     @property
     def embedding_output(self) -> str | None:
         """The output holding sentence embeddings, for feature extractors."""
         return "embeddings" if self.task == "feature-extraction" else None
+
+    @property
+    def served_task(self) -> str:
+        """The task recorded on the model's config for its server, where serving differs.
+
+        A decoder is called once per generated token with its cache, not once per request:
+        its server must know. One-shot models record none, so their configs stay as they were.
+        """
+        return self.task if self.cache is not None else ""

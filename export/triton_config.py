@@ -81,7 +81,9 @@ def model_config(spec: ModelSpec, target: Target) -> mc.ModelConfig:
     for key, value in target.parameters.items():
         config.parameters[key].string_value = value
     # The padding mask lets a runtime that pads variable-length requests count real tokens.
-    ModelParameters(target.name, target.precision, spec.padding_mask).write(config)
+    ModelParameters(target.name, target.precision, spec.padding_mask, task=spec.served_task).write(
+        config
+    )
     return config
 
 

@@ -19,6 +19,6 @@ echo "== mypy"
 mypy -p maas
 mypy tests
 echo "== pytest"
-python -m pytest -ra "$@"
+python -m pytest -ra -m "not slow" "$@"
 echo "== maas export --check (re-export and compare with the committed repository)"
 maas export --check

@@ -11,7 +11,7 @@ class ServedExpectation:
 
     atol: float
     rtol: float
-    samples: str  # "digits" (held-out PNGs), "photos" (JPEG photographs) or "sentences" (texts)
+    samples: str  # "digits" (held-out PNGs), "photos" (JPEGs), "sentences" or "prompts" (texts)
     min_ensemble_accuracy: float | None = None
 
 
@@ -21,4 +21,6 @@ SERVED_MODEL_EXPECTATIONS = {
     ),
     "resnet50": ServedExpectation(atol=1e-3, rtol=1e-3, samples="photos"),
     "minilm": ServedExpectation(atol=1e-4, rtol=1e-3, samples="sentences"),
+    # Streamed token by token, compared with transformers' generate (test_generation_serving)
+    "tinygpt": ServedExpectation(atol=0.0, rtol=0.0, samples="prompts"),
 }

@@ -12,11 +12,11 @@ from PIL import Image
 
 from maas.base.runtimes import RuntimeOptions, load_runner
 from maas.clients import ImageClassifier, ModelClient, Protocol
-from maas.export import get_spec, model_names
+from maas.export import get_spec
 from maas.export.samples import write_held_out_digits, write_photos
 from maas.export.selection import gate
 from maas.export.verify import torch_runner
-from tests.conftest import Exported, RunningServer
+from tests.conftest import Exported, RunningServer, one_shot_models
 from tests.integration.expectations import SERVED_MODEL_EXPECTATIONS
 
 
@@ -26,7 +26,7 @@ def first_rows(exported: Exported, name: str, count: int) -> dict[str, np.ndarra
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", one_shot_models())
 def test_served_outputs_match_the_same_artifact_run_in_process(
     name: str, batch_size: int, protocol: Protocol, server: RunningServer, exported: Exported
 ) -> None:
@@ -47,7 +47,7 @@ def test_served_outputs_match_the_same_artifact_run_in_process(
         )
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", one_shot_models())
 def test_served_outputs_pass_the_served_targets_gate_against_torch(
     name: str, protocol: Protocol, server: RunningServer, exported: Exported
 ) -> None:

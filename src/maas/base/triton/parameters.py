@@ -26,6 +26,9 @@ class ModelParameters:
     precision: str = "fp32"  # what the runtime computes in
     padding_mask: str | None = None  # input whose zeros mark padding (text models)
     threads: int = 0  # runtime threads; 0: the runtime's default (all cores)
+    # What the server must do with the model where it is not one call per request:
+    # "text-generation" (a decoder step with a key/value cache). Empty for one-shot models.
+    task: str = ""
 
     def write(self, config: ModelConfig) -> None:
         """Set these parameters on config; unset ones are left out."""
@@ -36,6 +39,8 @@ class ModelParameters:
             config.parameters["padding_mask"].string_value = self.padding_mask
         if self.threads:
             config.parameters["threads"].string_value = str(self.threads)
+        if self.task:
+            config.parameters["maas_task"].string_value = self.task
 
     @classmethod
     def read(cls, parameters: Mapping[str, str]) -> ModelParameters:
@@ -45,6 +50,7 @@ class ModelParameters:
             precision=parameters.get("precision", "fp32"),
             padding_mask=parameters.get("padding_mask") or None,
             threads=int(parameters.get("threads", "0") or 0),
+            task=parameters.get("maas_task", ""),
         )
 
 

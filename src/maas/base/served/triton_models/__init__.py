@@ -42,3 +42,4 @@ IMAGE_PREPROCESS = PythonModelFiles(
 )
 TOKENIZER = PythonModelFiles(HERE / "tokenizer.py", SERVED / "text.py", "maas_text.py")
 RUNTIME_ADAPTER = PythonModelFiles(HERE / "runtime_adapter.py")  # imports maas itself
+GENERATOR = PythonModelFiles(HERE / "generator.py", SERVED / "generation.py", "maas_generation.py")
