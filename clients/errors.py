@@ -61,7 +61,7 @@ _INVALID_STATUSES = frozenset({"400", "StatusCode.INVALID_ARGUMENT"})
 _UNAVAILABLE_STATUSES = frozenset({"502", "503", "StatusCode.UNAVAILABLE"})
 # The gateway's words when a model is at its admission limit, and Triton's own when a model's
 # queue policy is full (a repository served by Triton without maas's gateway).
-OVERLOAD_MESSAGES = ("is at its limit of", "exceeds maximum queue size")
+OVERLOAD_MESSAGES = ("is at its limit of", "exceeds maximum queue size", "slots are busy")
 _TIMEOUT_STATUSES = frozenset({"408", "504", "StatusCode.DEADLINE_EXCEEDED"})
 _KEY_STATUSES: dict[str, type[ClientError]] = {
     "401": AuthenticationError,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +58,20 @@ def embed_samples(server: ServingStack, echo: Echo) -> None:
         echo(f"       cosine({DEMO_TEXTS[0]!r}, {DEMO_TEXTS[i]!r}) = {similarity:.3f}")
 
 
+def generate_sample(server: ServingStack, echo: Echo) -> None:
+    """A prompt to tinygpt's generation service over gRPC, its text streamed as it decodes."""
+    from maas.clients.generate import TextGenerator
+
+    prompt = "The with statement"
+    with TextGenerator("tinygpt_generate", url=server.grpc_url, protocol="grpc") as generator:
+        began = time.perf_counter()
+        pieces = list(generator.stream(prompt, max_tokens=32))
+        elapsed = time.perf_counter() - began
+    text = "".join(pieces).replace("\n", " ")
+    echo(f"[grpc] tinygpt_generate streamed {len(pieces)} pieces in {elapsed:.2f} s:")
+    echo(f"       {prompt}{text}")
+
+
 def run_demo(
     root: Path,
     ports: tuple[int, int, int],
@@ -80,6 +95,7 @@ def run_demo(
         echo(f"HTTP is guarded by: {server.http_protection}")
         classify_samples(server, scratch, echo)
         embed_samples(server, echo)
+        generate_sample(server, echo)
         for model, what in (
             ("digits_cnn_image", "JPEG bytes"),
             ("resnet50_image", "JPEG bytes"),

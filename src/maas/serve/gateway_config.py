@@ -47,7 +47,16 @@ class ModelLimit:
 
     @classmethod
     def for_config(cls, config: ModelConfig, max_wait_ms: int = DEFAULT_MAX_WAIT_MS) -> ModelLimit:
-        """Defaults from the model's config: in flight = instances × batch, a queue as long."""
+        """Defaults from the model's config: in flight = instances × batch, a queue as long.
+
+        A generation model (decoupled) holds a request for its whole stream: in flight is what
+        its engine takes (slots decoding + its own waiting line), the gateway's queue one more
+        set of slots.
+        """
+        if config.model_transaction_policy.decoupled and "slots" in config.parameters:
+            slots = int(config.parameters["slots"].string_value)
+            waiting = int(config.parameters["max_waiting"].string_value)
+            return cls(slots + waiting, slots, max_wait_ms)
         instances = sum(group.count or 1 for group in config.instance_group) or 1
         in_flight = instances * max(1, config.max_batch_size)
         return cls(in_flight, in_flight, max_wait_ms)
@@ -200,6 +209,7 @@ def answer(status: int, message: str, condition: str) -> str:
 
 
 INFER_PATH = "^/v2/models/[^/]+(/versions/[^/]+)?/infer$"
+GENERATE_PATH = "^/v2/models/[^/]+(/versions/[^/]+)?/generate(_stream)?$"
 UNROUTED = "!{ var(txn.maas_backend) -m found }"  # refusals not counted in a model's backend
 
 
@@ -223,8 +233,10 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
         + control_rule(options, "{ path_beg /v2/repository }")
         + answer(
             404,
-            "no such endpoint; inference is POST /v2/models/<name>[/versions/<n>]/infer",
-            f"{{ path_reg /(infer|generate|generate_stream)/?$ }} !{{ path_reg {INFER_PATH} }}",
+            "no such endpoint; inference is POST /v2/models/<name>[/versions/<n>]/infer "
+            "(or /generate, /generate_stream)",
+            f"{{ path_reg /(infer|generate|generate_stream)/?$ }} !{{ path_reg {INFER_PATH} }} "
+            f"!{{ path_reg {GENERATE_PATH} }}",
         )
         + (answer(400, SHM_REPLICATED, HTTP_SHM) if options.replicated else "")
         + answer(
@@ -239,6 +251,7 @@ def http_frontend(options: GatewayOptions, prefix: Path) -> str:
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }}
     http-request wait-for-body time 30s at-least {options.max_json_bytes} if {infer}
     http-request lua.maas_check_and_admit_http if {infer}
+    http-request lua.maas_admit_generate if {{ path_reg {GENERATE_PATH} }}
 {usage_headers(options, "http", infer)}\
     http-request use-service lua.maas_refuse if {{ var(txn.maas_status) -m found }} {UNROUTED}
     use_backend %[var(txn.maas_backend)] if {{ var(txn.maas_backend) -m found }}

@@ -800,6 +800,21 @@ core.register_action("maas_check_and_admit_http", { "http-req" }, function(txn)
   txn:set_var("txn.maas_backend", backend)
 end, 0)
 
+-- The generate extension (text in, text out): Triton checks its JSON itself; the gateway
+-- admits it against the model's limit (a stream holds its slot until the last token).
+core.register_action("maas_admit_generate", { "http-req" }, function(txn)
+  local model = txn.sf:path():match("^/v2/models/([^/]+)")
+  if model == nil or txn.sf:method() ~= "POST" then
+    return
+  end
+  local backend, limit = admit(txn, "http", model)
+  if backend == nil then
+    reply(txn, 503, json.encode_error(limit.message))
+    return refuse_for(txn, "http", model)
+  end
+  txn:set_var("txn.maas_backend", backend)
+end, 0)
+
 core.register_action("maas_admit_grpc", { "http-req" }, function(txn)
   local body = txn.sf:req_body() or ""
   local model = grpc_model(body)
