@@ -108,9 +108,17 @@ def latencies_ms(call: Callable[[], object], seconds: float = 5.0, warmup: int =
 @contextmanager
 def naive_service(model: str, repository: ModelRepository) -> Iterator[str]:
     """Start the FastAPI + PyTorch service for an image model; yield its host:port."""
+    settings = {"MAAS_NAIVE_MODEL": model, "MAAS_REPOSITORY": str(repository.root)}
+    with uvicorn_service("maas.benchmarks.naive_service:app", settings) as url:
+        yield url
+
+
+@contextmanager
+def uvicorn_service(app: str, settings: dict[str, str]) -> Iterator[str]:
+    """Start a FastAPI app with uvicorn on a free port; yield its host:port once healthy."""
     port = free_port()
-    environment = dict(os.environ, MAAS_NAIVE_MODEL=model, MAAS_REPOSITORY=str(repository.root))
-    command = [sys.executable, "-m", "uvicorn", "maas.benchmarks.naive_service:app"]
+    environment = dict(os.environ, **settings)
+    command = [sys.executable, "-m", "uvicorn", app]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(command, env=environment)
     try:

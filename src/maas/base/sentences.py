@@ -81,3 +81,15 @@ SENTENCES: tuple[str, ...] = (
     "Tab\tseparated\tvalues",
     "Line one.\nLine two.",
 )
+
+
+def help_topic_prompts(count: int = 64) -> list[str]:
+    """Prompts for generation: the first words of Python's help topics (on every Python)."""
+    from pydoc_data.topics import topics
+
+    found = []
+    for name in sorted(topics):
+        words = " ".join(topics[name].split()[:12])
+        if len(words) > 20:
+            found.append(words)
+    return found[:count]

@@ -9,6 +9,7 @@ import typer
 from .bench_cmd import (
     bench_command,
     bench_front_command,
+    bench_generate_command,
     bench_keys_command,
     bench_padding_command,
     bench_peers_command,
@@ -58,6 +59,7 @@ COMMANDS = (
     ("soak", soak_command),
     ("bench-padding", bench_padding_command),
     ("bench-targets", bench_targets_command),
+    ("bench-generate", bench_generate_command),
     ("plan", plan_command),
     ("doctor", doctor_command),
     ("demo", demo_command),

@@ -326,3 +326,42 @@ def bench_targets_command(
 def command_line() -> str:
     """The command as the user typed it, for reports."""
     return "maas " + " ".join(sys.argv[1:])
+
+
+def bench_generate_command(
+    model: Annotated[str, typer.Option(help="Exported text-generation model.")] = "tinygpt",
+    out: OutOption = Path("benchmarks/results/generation"),
+    streams: Annotated[str, typer.Option(help="Concurrent streams per level, e.g. 1,4,16.")] = (
+        "1,4,16"
+    ),
+    duration: RunDurationOption = 15.0,
+    warmup: RunWarmupOption = 3.0,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Tokens per request.")] = 48,
+    protocol: Annotated[str, typer.Option(help="http or grpc, for maas.")] = "grpc",
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+) -> None:
+    """Streamed generation side by side: in-process, one-at-a-time, maas with in-flight batching."""
+    from maas.benchmarks.generation_bench import (
+        GenerationBenchOptions,
+        run_generation_bench,
+        write_generation_report,
+    )
+    from maas.benchmarks.headers import machine_line
+
+    setup_logging()
+    with user_errors():
+        levels = tuple(int(n) for n in streams.split(",") if n.strip())
+        if not levels or min(levels) < 1:
+            raise typer.BadParameter(f"--streams must be positive counts, got {streams!r}")
+        options = GenerationBenchOptions(
+            repository, out, model, levels, duration, warmup, max_tokens, protocol
+        )
+        results = run_generation_bench(options, lambda what: typer.echo(what, err=True))
+        for result in results:
+            typer.echo(
+                f"{result.system:14} {result.concurrency:3} streams  "
+                f"{result.tokens_per_s:8.1f} tokens/s  TTFT p50 {result.ttft_p50_ms:7.2f} ms  "
+                f"ITL p50 {result.itl_p50_ms:6.2f} p99 {result.itl_p99_ms:6.2f} ms  "
+                f"failed {result.failures}"
+            )
+        typer.echo(f"report  {write_generation_report(results, options, machine_line())}")
