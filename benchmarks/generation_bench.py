@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +33,19 @@ from maas.base.served.generation import (
 from maas.base.triton.repository import ModelRepository
 from maas.clients.generate import TextGenerator, http_chunks
 from maas.clients.transport import ClientOptions, Protocol
+from maas.export import export_model
+from maas.export.models.tinygpt import Recipe, tinygpt_spec
 from maas.serve import local_options, serve
 
 from .baselines import uvicorn_service
 from .report import markdown_table, write_pair
 
 GENERATE_SUFFIX = "_generate"
+# The speed-work decoder: tinygpt's code and graph, 6 layers of width 512 (20M parameters),
+# seeded random weights (its text is meaningless). At one token per step it reads every weight
+# per token, as large models do; tinygpt is so small that per-token messaging dominates instead.
+SPEED_MODEL = "gptwide_random"
+SPEED_RECIPE = Recipe(vocab_size=2048, layers=6, width=512, heads=8, positions=256, steps=0)
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,7 @@ def in_process(folder: Path, texts: list[str], max_tokens: int, duration_s: floa
 def generation_repository(options: GenerationBenchOptions, folder: Path) -> Path:
     """A repository with the model's step and generation service only (links, no copies)."""
     source = ModelRepository(options.repository)
+    folder.mkdir(parents=True)
     for name in (options.model, options.model + GENERATE_SUFFIX):
         (folder / name).symlink_to(source.model_dir(name).resolve(), target_is_directory=True)
     return folder
@@ -177,6 +185,21 @@ def run_generation_bench(
     options: GenerationBenchOptions, progress: Callable[[str], None]
 ) -> list[LevelResult]:
     """Every system, one after another, in one run."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="maas-genbench-") as scratch:
+        if options.model == SPEED_MODEL:
+            progress(f"exporting {SPEED_MODEL} (seeded random weights, speed work only)")
+            speed = ModelRepository(Path(scratch) / "speed")
+            export_model(tinygpt_spec(SPEED_RECIPE, SPEED_MODEL), speed)
+            options = replace(options, repository=speed.root)
+        return measure_systems(options, progress)
+
+
+def measure_systems(
+    options: GenerationBenchOptions, progress: Callable[[str], None]
+) -> list[LevelResult]:
+    """The in-process limit, the one-at-a-time service, maas: one after another."""
     import tempfile
 
     texts, results = help_topic_prompts(), []

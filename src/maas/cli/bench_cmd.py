@@ -329,7 +329,13 @@ def command_line() -> str:
 
 
 def bench_generate_command(
-    model: Annotated[str, typer.Option(help="Exported text-generation model.")] = "tinygpt",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Exported text-generation model, or gptwide_random (built here: seeded random "
+            "weights, 20M parameters, for speed work)."
+        ),
+    ] = "tinygpt",
     out: OutOption = Path("benchmarks/results/generation"),
     streams: Annotated[str, typer.Option(help="Concurrent streams per level, e.g. 1,4,16.")] = (
         "1,4,16"
