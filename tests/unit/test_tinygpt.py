@@ -99,7 +99,7 @@ def test_export_writes_the_step_graph_hf_folder_generation_settings_and_config(
     assert ModelParameters.read(string_parameters(config)).task == "text-generation"
     assert config.parameters["maas_task"].string_value == "text-generation"
     assert [i.name for i in config.input][:3] == ["input_ids", "attention_mask", "position_ids"]
-    assert result.models == (NAME,)  # no labels, no preprocess model, no ensemble
+    assert result.models == (NAME, NAME + "_generate")  # the step and its service, no more
 
 
 def test_step_graph_names_its_inputs_outputs_and_dynamic_axes(version_dir: Path) -> None:
