@@ -120,6 +120,15 @@ def stream_error(message: str, model: str) -> ClientError:
     return map_error(InferenceServerException(message, status=status), model=model)
 
 
+def http_error(status: int, body: str, model: str) -> ClientError:
+    """A refused generate call: Triton's JSON error (or the body as it is) with its status."""
+    try:
+        message = str(json.loads(body).get("error", body))
+    except (ValueError, AttributeError):
+        message = body
+    return map_error(InferenceServerException(message, status=str(status)), model=model)
+
+
 def sse_chunk(line: bytes, model: str) -> Piece | None:
     """One server-sent event line as a piece, None for other lines."""
     if not line.startswith(b"data:"):
@@ -130,8 +139,8 @@ def sse_chunk(line: bytes, model: str) -> Piece | None:
     return piece_of(event)
 
 
-class TextGenerator:
-    """Blocking generation over HTTP or gRPC; a context manager."""
+class GeneratorBase:
+    """What both generators take: the model and how to reach it."""
 
     def __init__(
         self,
@@ -147,7 +156,12 @@ class TextGenerator:
         self.options = ClientOptions.create(
             url, protocol, timeout_s, version, None, tls_root_cert, api_key
         )
-        self._grpc: Any = None  # one channel for every call; a stream at a time on it
+
+
+class TextGenerator(GeneratorBase):
+    """Blocking generation over HTTP or gRPC; a context manager."""
+
+    _grpc: Any = None  # one channel for every call; a stream at a time on it
 
     def __enter__(self) -> TextGenerator:
         return self
@@ -216,14 +230,7 @@ def http_chunks(
         )
         response = connection.getresponse()
         if response.status != 200:
-            body = response.read().decode(errors="replace")
-            try:
-                message = json.loads(body).get("error", body)
-            except ValueError:
-                message = body
-            raise map_error(
-                InferenceServerException(message, status=str(response.status)), model=model
-            )
+            raise http_error(response.status, response.read().decode(errors="replace"), model)
         if not stream:
             answer = json.loads(response.read())
             yield piece_of(answer)
@@ -282,23 +289,8 @@ def grpc_chunks(
         client.stop_stream(cancel_requests=not done)
 
 
-class AsyncTextGenerator:
+class AsyncTextGenerator(GeneratorBase):
     """Generation from asyncio over HTTP (aiohttp) or gRPC (grpc.aio)."""
-
-    def __init__(
-        self,
-        model: str,
-        url: str | None = None,
-        protocol: Protocol = "http",
-        timeout_s: float = 60.0,
-        version: str = "",
-        tls_root_cert: str = "",
-        api_key: str | None = None,
-    ) -> None:
-        self.model = model
-        self.options = ClientOptions.create(
-            url, protocol, timeout_s, version, None, tls_root_cert, api_key
-        )
 
     async def __aenter__(self) -> AsyncTextGenerator:
         return self
@@ -346,14 +338,7 @@ async def http_chunks_async(
             ) as response,
         ):
             if response.status != 200:
-                body = await response.text()
-                try:
-                    message = json.loads(body).get("error", body)
-                except ValueError:
-                    message = body
-                raise map_error(
-                    InferenceServerException(message, status=str(response.status)), model=model
-                )
+                raise http_error(response.status, await response.text(), model)
             if not stream:
                 answer = json.loads(await response.read())
                 yield piece_of(answer)

@@ -784,6 +784,16 @@ core.register_action("maas_check_shm_http", { "http-req" }, function(txn)
 end, 0)
 
 -- One action per HTTP inference request: each Lua action costs tens of microseconds of CPU.
+-- The model's backend for an HTTP call, or a 503 naming the limit it is at.
+local function admit_http(txn, model)
+  local backend, limit = admit(txn, "http", model)
+  if backend == nil then
+    reply(txn, 503, json.encode_error(limit.message))
+    return refuse_for(txn, "http", model)
+  end
+  txn:set_var("txn.maas_backend", backend)
+end
+
 core.register_action("maas_check_and_admit_http", { "http-req" }, function(txn)
   local model, version = infer_target(txn.sf:path())
   if model == nil or txn.sf:method() ~= "POST" then
@@ -792,12 +802,7 @@ core.register_action("maas_check_and_admit_http", { "http-req" }, function(txn)
   if not check_infer(txn, model, version) then
     return refuse_for(txn, "http", model)
   end
-  local backend, limit = admit(txn, "http", model)
-  if backend == nil then
-    reply(txn, 503, json.encode_error(limit.message))
-    return refuse_for(txn, "http", model)
-  end
-  txn:set_var("txn.maas_backend", backend)
+  admit_http(txn, model)
 end, 0)
 
 -- The generate extension (text in, text out): Triton checks its JSON itself; the gateway
@@ -807,12 +812,7 @@ core.register_action("maas_admit_generate", { "http-req" }, function(txn)
   if model == nil or txn.sf:method() ~= "POST" then
     return
   end
-  local backend, limit = admit(txn, "http", model)
-  if backend == nil then
-    reply(txn, 503, json.encode_error(limit.message))
-    return refuse_for(txn, "http", model)
-  end
-  txn:set_var("txn.maas_backend", backend)
+  admit_http(txn, model)
 end, 0)
 
 core.register_action("maas_admit_grpc", { "http-req" }, function(txn)
