@@ -110,14 +110,21 @@ def piece_of(event: dict[str, Any]) -> Piece:
     )
 
 
-def stream_error(message: str, model: str) -> ClientError:
-    """An error that arrived inside a stream, where no status travels: typed by its words."""
-    status = None
+def engine_status(message: str) -> str | None:
+    """The status an engine's refusal means, read from its words.
+
+    Streams carry no status, and the generate endpoints give every model error one HTTP status.
+    """
     if message.startswith(INVALID_PREFIX):
-        status = "StatusCode.INVALID_ARGUMENT"
-    elif "retry later" in message or "stopping" in message:
-        status = "StatusCode.UNAVAILABLE"
-    return map_error(InferenceServerException(message, status=status), model=model)
+        return "StatusCode.INVALID_ARGUMENT"
+    if "retry later" in message or "stopping" in message:
+        return "StatusCode.UNAVAILABLE"
+    return None
+
+
+def stream_error(message: str, model: str) -> ClientError:
+    """An error that arrived inside a stream, typed by its words."""
+    return map_error(InferenceServerException(message, status=engine_status(message)), model=model)
 
 
 def http_error(status: int, body: str, model: str) -> ClientError:
@@ -126,7 +133,8 @@ def http_error(status: int, body: str, model: str) -> ClientError:
         message = str(json.loads(body).get("error", body))
     except (ValueError, AttributeError):
         message = body
-    return map_error(InferenceServerException(message, status=str(status)), model=model)
+    typed = engine_status(message) or str(status)
+    return map_error(InferenceServerException(message, status=typed), model=model)
 
 
 def sse_chunk(line: bytes, model: str) -> Piece | None:

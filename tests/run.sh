@@ -19,6 +19,6 @@ echo "== mypy"
 mypy -p maas
 mypy tests
 echo "== pytest"
-python -m pytest -ra -m "not slow" "$@"
+python -m pytest -ra -m "not slow" --durations=15 "$@"
 echo "== maas export --check (re-export and compare with the committed repository)"
 maas export --check
