@@ -21,4 +21,7 @@ mypy tests
 echo "== pytest"
 python -m pytest -ra -m "not slow" --durations=15 "$@"
 echo "== maas export --check (re-export and compare with the committed repository)"
-maas export --check
+# Decoders are left out: re-training tinygpt takes minutes of CI's 25; that its training is
+# deterministic is unit-tested (tests/unit/test_tinygpt.py), `maas export --check tinygpt` checks it whole.
+maas export --check $(python -c "from maas.export import get_spec, model_names
+print(' '.join(n for n in model_names() if get_spec(n).task != 'text-generation'))")

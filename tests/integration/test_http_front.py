@@ -190,7 +190,7 @@ def test_unknown_models_and_endpoints_get_404(server: RunningServer, reference: 
     assert status == 400 and "encoded slashes" in message, message
     status, message = post(server.http_url, "/v2/models/x/../resnet50/generate", b"{}")
     assert status == 404 and "no such endpoint" in message, message
-    status, message = post(server.http_url, "/v2/models/resnet50/generatex", b"{}")
+    status, message = post(server.http_url, "/v2/models/resnet50/extra/generate", b"{}")
     assert status == 404 and "no such endpoint" in message, message
     # generate is open (for generation models); a model that is not one says what it lacks.
     status, message = post(server.http_url, "/v2/models/resnet50/generate", b"{}")
