@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import typer
@@ -40,6 +41,10 @@ app = typer.Typer(
 def main() -> None:
     """Model as a service on Triton."""
     signal.signal(signal.SIGTERM, interrupt)  # `serve` and `front` install their own
+    # Hugging Face's progress bars and notices ("Loading weights …") are not the user's output;
+    # read once when transformers is first imported, so set before any command imports it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 # In the order `maas --help` lists them.
