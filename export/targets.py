@@ -83,8 +83,17 @@ def quantize_onnx_dynamic(context: BuildContext) -> None:
 
 
 def convert_openvino(context: BuildContext) -> None:
-    """OpenVINO IR in fp32; the precision (f32 or bf16) is chosen when it is compiled."""
-    openvino_ir.run("convert", str(context.onnx), str(context.folder / "model.xml"))
+    """OpenVINO IR in fp32; the precision (f32 or bf16) is chosen when it is compiled.
+
+    The fp32 and bf16 targets load the same IR: it is converted once per export, beside the
+    ONNX file, and copied (a conversion is a subprocess of seconds).
+    """
+    converted = context.onnx.parent / "openvino-ir"
+    if not (converted / "model.xml").is_file():
+        converted.mkdir(exist_ok=True)
+        openvino_ir.run("convert", str(context.onnx), str(converted / "model.xml"))
+    for part in converted.iterdir():
+        shutil.copyfile(part, context.folder / part.name)
 
 
 def quantize_openvino(context: BuildContext) -> None:

@@ -58,7 +58,7 @@ def test_export_hf_writes_text_classifier_with_labels_from_id2label(tmp_path: Pa
     result = runner.invoke(
         app,
         ["export", "--hf", str(folder), "--task", "text-classification", "--name", "sentiment",
-         "--repository", str(repository)],
+         "--repository", str(repository), "--target", "onnxruntime-fp32"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "sentiment: " in result.output and "top-1 agreement 1.0000" in result.output
