@@ -143,7 +143,7 @@ def evaluate(
         return candidate
     folder.mkdir(parents=True)
     try:
-        target.build(BuildContext(spec, onnx, folder, built.eval_inputs))
+        target.build(BuildContext(spec, onnx, folder, built.eval_inputs, built.module))
         runner = load_runner(
             target.runtime, folder / target.artifact, RuntimeOptions(target.precision)
         )

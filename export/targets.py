@@ -1,7 +1,8 @@
 """Export targets: what artifact each runtime and precision needs, and how to build it from ONNX.
 
-A registry, so the exporter, serving and benchmarks treat every target alike. TensorRT targets
-are built only where TensorRT imports and a GPU exists; elsewhere they are skipped with a reason.
+A registry, so the exporter, serving and benchmarks treat every target alike. GPU targets
+(TensorRT, torch on CUDA) are built only where their runtime imports and a CUDA device exists;
+elsewhere they are skipped with a reason, and their models get GPU instances in Triton.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,7 @@ class BuildContext:
     onnx: Path
     folder: Path  # where the artifact files go
     calibration: Inputs
+    module: Any = None  # the source torch module, for targets that run torch itself
 
 
 Builder = Callable[[BuildContext], None]
@@ -48,6 +51,7 @@ class Target:
     platform: str
     build: Builder
     parameters: dict[str, str] = field(default_factory=dict)  # config.pbtxt parameters
+    gpu: bool = False  # Triton runs its instances on GPUs (KIND_GPU)
 
     @property
     def reduced_precision(self) -> bool:
@@ -56,13 +60,13 @@ class Target:
 
     def unavailable(self) -> str | None:
         """Why this target cannot be built here, or None."""
-        if self.runtime != "tensorrt":
+        if not self.gpu:
             return None
-        if importlib.util.find_spec("tensorrt") is None:
+        if self.runtime == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
             return "TensorRT is not installed (needs an NVIDIA GPU and the tensorrt package)"
         import torch
 
-        return None if torch.cuda.is_available() else "no CUDA device for TensorRT"
+        return None if torch.cuda.is_available() else f"no CUDA device for {self.name}"
 
 
 def copy_onnx(context: BuildContext) -> None:
@@ -126,6 +130,19 @@ def tensorrt_builder(precision: str) -> Builder:
     return build
 
 
+def torch_program_builder(precision: str) -> Builder:
+    """A builder of the source module as a torch.export program computing in precision."""
+
+    def build(context: BuildContext) -> None:
+        from .torch_program import save_program
+
+        if context.module is None:
+            raise ExportError(f"{context.spec.name}: the torch target needs the source module")
+        save_program(context.spec, context.module, context.calibration, context.folder, precision)
+
+    return build
+
+
 ONNX_PLATFORM = "onnxruntime_onnx"
 TRT_PLATFORM = "tensorrt_plan"
 OV_F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -166,6 +183,7 @@ _ALL = (
         "tensorrt",
         TRT_PLATFORM,
         tensorrt_builder("fp16"),
+        gpu=True,
     ),
     Target(
         "tensorrt-int8",
@@ -175,6 +193,17 @@ _ALL = (
         "tensorrt",
         TRT_PLATFORM,
         tensorrt_builder("int8"),
+        gpu=True,
+    ),
+    Target(
+        "torch-cuda-bf16",
+        "torch",
+        "bf16",
+        "model.pt2",
+        "torch",
+        "",
+        torch_program_builder("bf16"),
+        gpu=True,
     ),
 )  # fmt: skip  (a table reads better than one argument per line)
 TARGETS: dict[str, Target] = {target.name: target for target in _ALL}

@@ -55,17 +55,16 @@ def model_output(tensor: TensorSpec, labels: bool) -> mc.ModelOutput:
     return output
 
 
-def apply_batching(config: mc.ModelConfig, batching: Batching) -> None:
-    """Dynamic batching and CPU instance groups."""
+def apply_batching(config: mc.ModelConfig, batching: Batching, gpu: bool = False) -> None:
+    """Dynamic batching and instance groups (on GPUs for GPU targets)."""
     config.max_batch_size = batching.max_batch_size
     config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
     config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
     # No default_queue_policy: any queue size or timeout in it turns Triton's payload prefetching
     # off, and then its batcher can lose a wake-up and hold a request 500 ms (scheduler_utils.cc,
     # dynamic_batch_scheduler.cc). Bounds, shedding and deadlines are the gateway's.
-    config.instance_group.append(
-        mc.ModelInstanceGroup(count=batching.instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
-    )
+    kind = mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU
+    config.instance_group.append(mc.ModelInstanceGroup(count=batching.instance_count, kind=kind))
 
 
 def model_config(spec: ModelSpec, target: Target) -> mc.ModelConfig:
@@ -76,7 +75,7 @@ def model_config(spec: ModelSpec, target: Target) -> mc.ModelConfig:
     config.input.extend(model_input(tensor) for tensor in spec.inputs)
     labelled = spec.classification_output is not None
     config.output.extend(model_output(output, labels=labelled) for output in spec.outputs)
-    apply_batching(config, spec.batching)
+    apply_batching(config, spec.batching, gpu=target.gpu)
     config.version_policy.all.SetInParent()  # clients pin versions; unpinned gets the newest
     for key, value in target.parameters.items():
         config.parameters[key].string_value = value

@@ -1,7 +1,8 @@
 """Runtimes behind one interface: load an artifact, run named inputs, describe yourself.
 
 Export verification, the serving adapters and the benchmarks all go through these runners,
-so comparing ONNX Runtime, OpenVINO and TensorRT needs no runtime-specific code elsewhere.
+so comparing ONNX Runtime, OpenVINO, TensorRT and torch on a GPU needs no runtime-specific
+code elsewhere.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class RuntimeOptions:
 
     precision: str = "fp32"  # fp32 | bf16 | fp16 | int8: the precision the runtime computes in
     threads: int = 0  # 0: the runtime's default (all cores)
+    device: str = ""  # "": the runtime's own (CPU; CUDA for torch); "cuda:1" picks a GPU
+    # Batch sizes a GPU runtime captures CUDA graphs for (batch 1 and the preferred sizes).
+    graph_batches: tuple[int, ...] = ()
 
 
 Loader = Callable[[Path, RuntimeOptions], Runner]
@@ -44,6 +48,7 @@ _LOADERS = {
     "onnxruntime": "maas.base.runtimes.onnxruntime_runner",
     "openvino": "maas.base.runtimes.openvino_runner",
     "tensorrt": "maas.base.runtimes.tensorrt_runner",
+    "torch": "maas.base.runtimes.torch_runner",
 }
 
 

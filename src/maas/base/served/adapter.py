@@ -34,6 +34,27 @@ class TokenCounts:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a Triton model instance runs its artifact: its device and CUDA graph batches."""
+
+    device: str = ""  # "": the runtime's default; "cuda:N" for an instance of kind GPU
+    graph_batches: tuple[int, ...] = ()
+
+    @classmethod
+    def of_instance(cls, args: dict[str, str], config: dict[str, Any]) -> Placement:
+        """From the Python backend's initialize() arguments and the model's JSON config.
+
+        A KIND_GPU instance gets its own GPU (Triton names it in model_instance_device_id) and
+        graphs for batch 1 and the dynamic batcher's preferred sizes; a CPU instance neither.
+        """
+        if args.get("model_instance_kind") != "GPU":
+            return cls()
+        preferred = config.get("dynamic_batching", {}).get("preferred_batch_size", [])
+        batches = tuple(sorted({1, *(int(size) for size in preferred)}))
+        return cls(f"cuda:{int(args.get('model_instance_device_id', 0))}", batches)
+
+
+@dataclass(frozen=True)
 class ServedSignature:
     """The tensors a served model exchanges, in config order, and whether it batches."""
 
@@ -72,11 +93,19 @@ class ServedModelRunner:
 
     @classmethod
     def load(
-        cls, parameters: AdapterParameters, version_dir: Path, signature: ServedSignature
+        cls,
+        parameters: AdapterParameters,
+        version_dir: Path,
+        signature: ServedSignature,
+        placement: Placement | None = None,
     ) -> ServedModelRunner:
         """Load a version's artifact with the runtime and options the parameters name."""
+        placement = placement or Placement()
         options = RuntimeOptions(
-            precision=parameters.model.precision, threads=parameters.model.threads
+            precision=parameters.model.precision,
+            threads=parameters.model.threads,
+            device=placement.device,
+            graph_batches=placement.graph_batches,
         )
         runner = load_runner(parameters.runtime, version_dir / parameters.artifact, options)
         return cls(parameters, signature, runner)

@@ -16,7 +16,12 @@ ModelConfig: TypeAlias = mc.ModelConfig
 LABELS_FILE = "labels.txt"
 PYTHON_FILE = "model.py"  # what the Python backend loads from a version folder
 # What each backend loads when a config names no default_model_filename.
-DEFAULT_ARTIFACTS = {"onnxruntime": "model.onnx", "openvino": "model.xml", "tensorrt": "model.plan"}
+DEFAULT_ARTIFACTS = {
+    "onnxruntime": "model.onnx",
+    "openvino": "model.xml",
+    "tensorrt": "model.plan",
+    "torch": "model.pt2",  # a torch.export program, served by maas's adapter (no NGC backend)
+}
 PLATFORM_BACKENDS = {
     "ensemble": "ensemble",
     "onnxruntime_onnx": "onnxruntime",

@@ -16,7 +16,7 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-from maas.base.served.adapter import ServedModelRunner, ServedSignature, TokenCounts
+from maas.base.served.adapter import Placement, ServedModelRunner, ServedSignature, TokenCounts
 from maas.base.triton.config import json_parameters
 from maas.base.triton.parameters import AdapterParameters
 
@@ -30,7 +30,8 @@ class TritonPythonModel:
         parameters = AdapterParameters.read(json_parameters(config))
         folder = Path(args["model_repository"]) / args["model_version"]
         self.signature = ServedSignature.of_json(config)
-        self.served = ServedModelRunner.load(parameters, folder, self.signature)
+        placement = Placement.of_instance(args, config)  # KIND_GPU: its GPU and CUDA graphs
+        self.served = ServedModelRunner.load(parameters, folder, self.signature, placement)
         self.families: tuple[Any, ...] = ()
         self.tokens: tuple[Any, Any, Any] | None = None
         if self.served.padding_mask is not None:
