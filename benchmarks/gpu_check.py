@@ -1,0 +1,473 @@
+"""The GPU path in one run on a lent device: `bash benchmarks/gpu_check.sh` (issue 20).
+
+Each step is recorded in the report as passed, failed or not run (with why), and a failed
+step does not stop the ones that do not need it:
+
+1. The environment: torch, CUDA, the GPU.
+2. Export through the real exporter with the GPU target (`torch-cuda-bf16`): the fp32 ONNX
+   file verified against torch, then the bf16 program built, gated against the fp32
+   reference (digits: the held-out accuracy gate; MiniLM: cosine; ResNet-50: top-1) and timed.
+3. MiniLM's bf16 embeddings against sentence-transformers' fp32 ones on the real sentences
+   (`reference.npz`, made by `gpu_pack` with the full weights): min cosine ≥ 0.999.
+4. In process: the serving adapter's own runner (`ServedModelRunner`, CUDA graphs for batch 1
+   and the preferred sizes) at each batch size; batch 1 and the best.
+5. Served: the exported repository on `KIND_GPU` instances in the carried tritonserver, then
+   the same two batch sizes over gRPC from the device's own cores; served / in process.
+
+`--target onnxruntime-fp32 --models digits_cnn` runs the same steps on a CPU (what the test
+suite does to keep this script honest where no GPU exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maas.base.errors import MaasError
+from maas.base.runtimes import Arrays
+from maas.base.served.adapter import Placement, ServedModelRunner, ServedSignature
+from maas.base.triton.parameters import AdapterParameters
+from maas.base.triton.repository import ModelRepository
+
+GPU_TARGET = "torch-cuda-bf16"
+MODELS = ("digits_cnn", "resnet50", "minilm")
+MEASURED = ("resnet50", "minilm")
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+MIN_COSINE = 0.999
+SERVED_GOAL = 0.9  # served / in process at the best batch
+IN_FLIGHT = 4  # requests a served measurement keeps in flight at the best batch
+REFERENCE_MODEL = "minilm"
+
+log = logging.getLogger("maas.gpu_check")
+
+
+@dataclass
+class Step:
+    """One step's outcome."""
+
+    name: str
+    status: str = "not run"  # passed | failed | not run
+    seconds: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
+class Speed:
+    """Samples per second at one batch size, and the median call's latency."""
+
+    batch: int
+    samples_per_s: float
+    median_ms: float
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What to run: the target, the models, how long each measurement lasts."""
+
+    out: Path
+    target: str = GPU_TARGET
+    models: tuple[str, ...] = MODELS
+    measured: tuple[str, ...] = MEASURED
+    batches: tuple[int, ...] = BATCHES
+    seconds: float = 2.0
+    reference: Path | None = None
+    serve: bool = True
+    stub_path: Path | None = None  # put first on the Python path of Triton's stubs only
+
+
+class Report:
+    """Steps in the order they ran, written as JSON and Markdown."""
+
+    def __init__(self, options: CheckOptions) -> None:
+        self.options = options
+        self.steps: list[Step] = []
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[Step]:
+        """Time a step; an exception fails it (recorded with its message), the run goes on."""
+        current = Step(name)
+        self.steps.append(current)
+        started = time.perf_counter()
+        print(f"== {name}", flush=True)
+        try:
+            yield current
+            if current.status == "not run" and not current.reason:
+                current.status = "passed"
+        except Exception as error:  # every failure is reported, none ends the run
+            current.status = "failed"
+            current.reason = f"{type(error).__name__}: {error}"
+            log.debug("%s", traceback.format_exc())
+        current.seconds = round(time.perf_counter() - started, 1)
+        print(f"   {current.status} in {current.seconds} s {current.reason}".rstrip(), flush=True)
+
+    def find(self, name: str) -> Step | None:
+        """A step by name."""
+        return next((step for step in self.steps if step.name == name), None)
+
+    def write(self) -> None:
+        """report.json and report.md in the output folder."""
+        self.options.out.mkdir(parents=True, exist_ok=True)
+        data = {
+            "options": {key: str(value) for key, value in asdict(self.options).items()},
+            "steps": [asdict(step) for step in self.steps],
+        }
+        (self.options.out / "report.json").write_text(json.dumps(data, indent=2) + "\n")
+        (self.options.out / "report.md").write_text(render_markdown(self))
+
+
+def environment() -> dict[str, str]:
+    """Python, torch, CUDA and the GPU this run sees."""
+    import torch
+
+    found = {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "cuda_available": str(torch.cuda.is_available()),
+        "numpy": np.__version__,
+        "cpus": str(os.cpu_count()),
+    }
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        found |= {
+            "gpu": torch.cuda.get_device_name(),
+            "compute_capability": f"{major}.{minor}",
+            "cuda": str(torch.version.cuda),
+        }
+    return found
+
+
+def export_models(
+    options: CheckOptions, repository: ModelRepository, step: Step, inputs: dict[str, Arrays]
+) -> None:
+    """Every model through the real exporter with the target alone; its gates decide.
+
+    inputs gets each model's real evaluation inputs, for the measurements that follow.
+    """
+    from maas.export import export_model, get_spec
+
+    failed = []
+    for name in options.models:
+        result = export_model(get_spec(name), repository, targets=[options.target])
+        inputs[name] = result.built.eval_inputs
+        (candidate,) = result.candidates
+        step.detail[name] = {
+            "status": candidate.status,
+            "reasons": candidate.reasons,
+            "measures": candidate.measures,
+            "runtime": candidate.runtime,
+        }
+        if candidate.status != "accepted":
+            failed.append(name)
+    if failed:
+        raise MaasError(f"not accepted: {', '.join(failed)}")
+
+
+def served_runner(repository: ModelRepository, model: str, gpu: bool) -> ServedModelRunner:
+    """The adapter's runner for a model, placed as a KIND_GPU instance on GPU 0 would be."""
+    config = repository.read_config(model)
+    placement = Placement()
+    if gpu:
+        preferred = config.dynamic_batching.preferred_batch_size
+        placement = Placement("cuda:0", tuple(sorted({1, *preferred})))
+    folder = repository.version_dir(model, max(repository.versions(model)))
+    parameters = AdapterParameters.for_model(config)
+    return ServedModelRunner.load(parameters, folder, ServedSignature.of_config(config), placement)
+
+
+def reference_check(
+    repository: ModelRepository, reference: Path, sentences: Arrays, gpu: bool
+) -> dict[str, Any]:
+    """MiniLM's served embeddings of the real sentences against sentence-transformers' fp32."""
+    expected = np.load(reference)["embeddings"]
+    runner = served_runner(repository, REFERENCE_MODEL, gpu)
+    rows = split_rows(sentences)
+    actual = np.concatenate([result["embeddings"] for result in runner.run(rows)])
+    cosine = cosines(expected, actual)
+    found = {"sentences": len(cosine), "min_cosine": float(cosine.min()), "goal": MIN_COSINE}
+    if cosine.min() < MIN_COSINE:
+        raise MaasError(f"min cosine {cosine.min():.6f} < {MIN_COSINE}: {found}")
+    return found
+
+
+def cosines(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity."""
+    if expected.shape != actual.shape:
+        raise MaasError(f"reference has shape {expected.shape}, the runner gave {actual.shape}")
+    dots = np.sum(expected * actual, axis=1)
+    norms = np.linalg.norm(expected, axis=1) * np.linalg.norm(actual, axis=1)
+    result: np.ndarray = dots / np.maximum(norms, 1e-12)
+    return result
+
+
+def split_rows(inputs: Arrays) -> list[Arrays]:
+    """One single-row request per row, as clients send them and Triton hands them on."""
+    count = len(next(iter(inputs.values())))
+    return [{name: array[i : i + 1] for name, array in inputs.items()} for i in range(count)]
+
+
+def batch_of(inputs: Arrays, size: int) -> Arrays:
+    """A batch of the given size, rows cycled from the real inputs."""
+    count = len(next(iter(inputs.values())))
+    rows = np.arange(size) % count
+    return {name: np.ascontiguousarray(array[rows]) for name, array in inputs.items()}
+
+
+def timed(call: Callable[[], object], seconds: float, minimum: int = 5) -> list[float]:
+    """Per-call seconds of call, repeated for seconds (at least minimum times), after one."""
+    call()  # warm-up: first calls allocate, pick kernels and capture graphs
+    timings: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(timings) < minimum or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
+def in_process(
+    runner: ServedModelRunner, inputs: Arrays, sizes: list[int], seconds: float
+) -> list[Speed]:
+    """The adapter's runner on formed batches of single-row requests, at each size."""
+    speeds = []
+    for size in sizes:
+        feeds = split_rows(batch_of(inputs, size))
+        median = statistics.median(timed(partial(runner.run, feeds), seconds))
+        speeds.append(Speed(size, size / median, median * 1000.0))
+    return speeds
+
+
+def served(url: str, model: str, batch: Arrays, in_flight: int, seconds: float) -> Speed:
+    """Requests of one batch over gRPC with in_flight of them outstanding; samples/s."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    def one_caller(timings: list[float], stop: float) -> None:
+        client = grpcclient.InferenceServerClient(url)
+        inputs = []
+        for name, array in batch.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        client.infer(model, inputs)  # warm-up
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            client.infer(model, inputs)
+            timings.append(time.perf_counter() - started)
+        client.close()
+
+    per_caller: list[list[float]] = [[] for _ in range(in_flight)]
+    stop = time.perf_counter() + seconds
+    callers = [threading.Thread(target=one_caller, args=(t, stop)) for t in per_caller]
+    started = time.perf_counter()
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    elapsed = time.perf_counter() - started
+    timings = [t for caller in per_caller for t in caller]
+    size = len(next(iter(batch.values())))
+    return Speed(size, len(timings) * size / elapsed, statistics.median(timings) * 1000.0)
+
+
+def measure_in_process(
+    options: CheckOptions,
+    repository: ModelRepository,
+    exported: dict[str, Arrays],
+    gpu: bool,
+    step: Step,
+) -> dict[str, dict[str, Any]]:
+    """Each measured model's in-process speeds; batch 1 and the best batch."""
+    from maas.export import get_spec
+
+    found: dict[str, dict[str, Any]] = {}
+    for name in options.measured:
+        spec = get_spec(name)
+        inputs = exported[name]
+        sizes = [s for s in options.batches if s <= max(spec.batching.max_batch_size, 1)]
+        speeds = in_process(served_runner(repository, name, gpu), inputs, sizes, options.seconds)
+        best = max(speeds, key=lambda speed: speed.samples_per_s)
+        found[name] = {"inputs": inputs, "speeds": speeds, "best": best}
+        step.detail[name] = {"speeds": [asdict(s) for s in speeds], "best_batch": best.batch}
+    return found
+
+
+@contextmanager
+def stub_python_path(extra: Path | None) -> Iterator[None]:
+    """PYTHONPATH with extra first while Triton starts (its stubs inherit it), then as it was."""
+    before = os.environ.get("PYTHONPATH")
+    if extra is not None:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra), before]))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def measure_served(
+    options: CheckOptions,
+    repository: ModelRepository,
+    measured: dict[str, dict[str, Any]],
+    step: Step,
+) -> None:
+    """Start Triton on the repository and measure batch 1 and the best batch over gRPC."""
+    from maas.serve.embedded import EmbeddedServer, ServerOptions
+
+    work = options.out / "triton"
+    server_options = ServerOptions.on_free_ports(repository.root, workdir=work)
+    server = EmbeddedServer(server_options)
+    try:
+        with stub_python_path(options.stub_path):
+            server.start()
+        step.detail["served_models"] = [f"{m.name}: {m.served_by}" for m in server.served]
+        for name, found in measured.items():
+            one = served(server.grpc_url, name, batch_of(found["inputs"], 1), 1, options.seconds)
+            best_batch = batch_of(found["inputs"], found["best"].batch)
+            best = served(server.grpc_url, name, best_batch, IN_FLIGHT, options.seconds)
+            alone = {speed.batch: speed for speed in found["speeds"]}
+            step.detail[name] = {
+                "batch_1": asdict(one),
+                "best": asdict(best),
+                "ratio_batch_1": one.samples_per_s / alone[1].samples_per_s,
+                "ratio_best": best.samples_per_s / found["best"].samples_per_s,
+            }
+    finally:
+        step.detail["log_tail"] = server.log_tail(20)
+        server.stop()
+    short = [n for n in measured if step.detail[n]["ratio_best"] < SERVED_GOAL]
+    if short:
+        step.reason = f"served / in process under {SERVED_GOAL} at the best batch: {short}"
+        step.status = "failed"
+
+
+def run_check(options: CheckOptions) -> Report:
+    """Every step; the report is written whatever passed."""
+    report = Report(options)
+    gpu = options.target == GPU_TARGET
+    repository = ModelRepository(options.out / "model_repository")
+    with report.step("environment") as step:
+        step.detail = environment()
+        if gpu and step.detail["cuda_available"] != "True":
+            raise MaasError(f"{GPU_TARGET} needs a CUDA device and torch sees none")
+    inputs: dict[str, Arrays] = {}
+    with report.step("export") as step:
+        export_models(options, repository, step, inputs)
+    exported = report.find("export")
+    ready = exported is not None and exported.status == "passed"
+    with report.step("sentence-transformers reference") as step:
+        if options.reference is None or REFERENCE_MODEL not in options.models:
+            step.reason = "no reference given, or MiniLM not in this run"
+        elif ready:
+            sentences = inputs[REFERENCE_MODEL]
+            step.detail = reference_check(repository, options.reference, sentences, gpu)
+        else:
+            step.reason = "the export failed"
+    measured: dict[str, dict[str, Any]] = {}
+    with report.step("in process") as step:
+        if not ready:
+            step.reason = "the export failed"
+        else:
+            measured = measure_in_process(options, repository, inputs, gpu, step)
+    with report.step("served over gRPC") as step:
+        if not options.serve:
+            step.reason = "not asked for (--no-serve)"
+        elif not measured:
+            step.reason = "nothing was measured in process"
+        else:
+            measure_served(options, repository, measured, step)
+    report.write()
+    return report
+
+
+SPEED_COLUMNS = (
+    "in process b1",
+    "in process best",
+    "served b1",
+    "served best",
+    "served / in process (b1, best)",
+)
+
+
+def speed_cell(speed: dict[str, Any]) -> str:
+    """'b8: 1234.5/s, 6.48 ms'."""
+    return f"b{speed['batch']}: {speed['samples_per_s']:.1f}/s, {speed['median_ms']:.2f} ms"
+
+
+def render_markdown(report: Report) -> str:
+    """The report for people: steps, then the speed table."""
+    lines = ["# GPU check", "", "| step | status | seconds | note |", "|---|---|---|---|"]
+    for step in report.steps:
+        lines.append(f"| {step.name} | {step.status} | {step.seconds} | {step.reason} |")
+    environment_step = report.find("environment")
+    if environment_step is not None:
+        found = environment_step.detail.items()
+        lines += ["", "Environment: " + ", ".join(f"{key} {value}" for key, value in found)]
+    alone, served_step = report.find("in process"), report.find("served over gRPC")
+    if alone is not None and alone.detail:
+        lines += ["", f"| model | {' | '.join(SPEED_COLUMNS)} |", "|---" * 6 + "|"]
+        for model, found in alone.detail.items():
+            speeds = {speed["batch"]: speed for speed in found["speeds"]}
+            best = speeds[found["best_batch"]]
+            row = [model, speed_cell(speeds[1]), speed_cell(best)]
+            over = (served_step.detail.get(model) if served_step is not None else None) or {}
+            if over:
+                row += [speed_cell(over["batch_1"]), speed_cell(over["best"])]
+                row.append(f"{over['ratio_batch_1']:.2f} ×, {over['ratio_best']:.2f} ×")
+            else:
+                row += ["—", "—", "—"]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the check; exit 0 when every step that ran passed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="where the report goes")
+    parser.add_argument("--target", default=GPU_TARGET)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--measured", nargs="+", default=list(MEASURED))
+    parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--reference", type=Path, help="reference.npz from gpu_pack")
+    parser.add_argument("--stub-path", type=Path, help="first on the Triton stubs' Python path")
+    parser.add_argument("--no-serve", action="store_true", help="in process only")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("maas.export").setLevel(logging.INFO)
+    options = CheckOptions(
+        out=arguments.out,
+        target=arguments.target,
+        models=tuple(arguments.models),
+        measured=tuple(arguments.measured),
+        batches=tuple(arguments.batches),
+        seconds=arguments.seconds,
+        reference=arguments.reference,
+        serve=not arguments.no_serve,
+        stub_path=arguments.stub_path,
+    )
+    report = run_check(options)
+    print((options.out / "report.md").read_text())
+    return 0 if all(step.status != "failed" for step in report.steps) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
