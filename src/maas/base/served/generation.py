@@ -247,7 +247,8 @@ class DecodeBatch:
 
     def leave(self, finished: list[int]) -> None:
         """Drop rows (by index), then the columns no row uses any more."""
-        keep = [i for i in range(len(self.rows)) if i not in set(finished)]
+        gone = set(finished)
+        keep = [i for i in range(len(self.rows)) if i not in gone]
         self.rows = [self.rows[i] for i in keep]
         self.mask = self.mask[keep]
         self.cache = [layer[keep] for layer in self.cache]
@@ -271,9 +272,9 @@ class DecodeBatch:
         inputs.update(cache_inputs(self.cache))
         return inputs
 
-    def advance(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Take the step's present as the cache; the last logits per row."""
-        self.mask = np.concatenate([self.mask, np.ones((len(self.rows), 1), np.int64)], axis=1)
+    def advance(self, outputs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """Take the step's present as the cache and its mask as ours; the last logits per row."""
+        self.mask = mask
         self.cache = cache_outputs(outputs, self.shape.layers)
         for sequence in self.rows:
             sequence.length += 1
@@ -406,8 +407,9 @@ class Engine:
             self.batch.join(sequence, cache_outputs(outputs, self.shape.layers))
 
     def _step(self) -> None:
-        outputs = self.run_step(self.batch.step_inputs())
-        logits = self.batch.advance(outputs)
+        inputs = self.batch.step_inputs()
+        outputs = self.run_step(inputs)
+        logits = self.batch.advance(outputs, inputs["attention_mask"])
         self.steps += 1
         finished = [
             row
