@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import statistics
 import sys
 import threading
@@ -114,8 +115,14 @@ class Report:
             current.status = "failed"
             current.reason = f"{type(error).__name__}: {error}"
             log.debug("%s", traceback.format_exc())
-        current.seconds = round(time.perf_counter() - started, 1)
-        print(f"   {current.status} in {current.seconds} s {current.reason}".rstrip(), flush=True)
+        except BaseException:  # stopped (the time limit's SIGTERM): say so, then stop
+            current.status, current.reason = "failed", "stopped by the time limit"
+            raise
+        finally:
+            current.seconds = round(time.perf_counter() - started, 1)
+            line = f"   {current.status} in {current.seconds} s {current.reason}"
+            print(line.rstrip(), flush=True)
+            self.write()  # a run stopped part-way still leaves the steps it finished
 
     def find(self, name: str) -> Step | None:
         """A step by name."""
@@ -394,7 +401,6 @@ def run_check(options: CheckOptions) -> Report:
             step.reason = "nothing was measured in process"
         else:
             measure_served(options, repository, measured, step)
-    report.write()
     return report
 
 
@@ -464,7 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         serve=not arguments.no_serve,
         stub_path=arguments.stub_path,
     )
-    report = run_check(options)
+    # The script's time limit sends SIGTERM: unwind, so the server started here is stopped.
+    before = signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    try:
+        report = run_check(options)
+    finally:
+        signal.signal(signal.SIGTERM, before)
     print((options.out / "report.md").read_text())
     return 0 if all(step.status != "failed" for step in report.steps) else 1
 

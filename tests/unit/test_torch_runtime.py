@@ -69,6 +69,7 @@ def test_the_bf16_program_passes_the_digits_accuracy_gate_on_cpu(
         "precision": "bf16",
         "device": "cpu",
         "cuda_graph_batches": "none",
+        "cuda_graphs_refused": "none",
     }
 
 
@@ -100,6 +101,8 @@ def test_graphs_are_kept_for_the_configured_batches_up_to_the_limit() -> None:
     policy.remember(((1, 5), (1, 5)))
     assert policy.key(((8, 30), (8, 30))) is None  # a third shape: over the limit, eager
     assert policy.key(first) == first  # captured shapes keep their graph
+    policy.refuse(first, "operation not permitted when stream is capturing")
+    assert policy.key(first) is None  # refused: eager from now on
 
 
 def test_a_gpu_instance_gets_its_device_and_graphs_for_the_preferred_sizes() -> None:

@@ -66,10 +66,11 @@ class GraphPolicy:
     batches: frozenset[int]
     limit: int = MAX_GRAPHS
     captured: set[tuple[tuple[int, ...], ...]] = field(default_factory=set)
+    refused: dict[tuple[tuple[int, ...], ...], str] = field(default_factory=dict)
 
     def key(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...] | None:
         """The graph key for a batch of these input shapes, or None to run it eagerly."""
-        if not shapes or shapes[0][0] not in self.batches:
+        if not shapes or shapes[0][0] not in self.batches or shapes in self.refused:
             return None
         if shapes in self.captured or len(self.captured) < self.limit:
             return shapes
@@ -78,6 +79,10 @@ class GraphPolicy:
     def remember(self, shapes: tuple[tuple[int, ...], ...]) -> None:
         """A graph now exists for these shapes."""
         self.captured.add(shapes)
+
+    def refuse(self, shapes: tuple[tuple[int, ...], ...], why: str) -> None:
+        """These shapes could not be captured (an op that syncs, say): run them eagerly."""
+        self.refused[shapes] = why
 
 
 @dataclass
@@ -147,7 +152,11 @@ class TorchRunner:
         """Copy into the graph's static inputs and replay it, capturing it first if new."""
         captured = self.graphs.get(key)
         if captured is None:
-            captured = self.capture(tensors)
+            try:
+                captured = self.capture(tensors)
+            except RuntimeError as error:  # torch refuses to capture some ops; eager still works
+                self.policy.refuse(key, str(error).splitlines()[0])
+                return self.call(tensors)
             self.graphs[key] = captured
             self.policy.remember(key)
         for static, tensor in zip(captured.inputs, tensors, strict=True):
@@ -181,6 +190,7 @@ class TorchRunner:
             "precision": self.signature.precision,
             "device": device,
             "cuda_graph_batches": ",".join(map(str, sorted(self.policy.batches))) or "none",
+            "cuda_graphs_refused": "; ".join(sorted(set(self.policy.refused.values()))) or "none",
         }
 
 
