@@ -41,6 +41,7 @@ import numpy as np
 
 from maas.base.errors import BenchmarkError, MaasError
 from maas.base.sentences import SENTENCES
+from maas.export.manifest import sha256_of
 
 DEVICE_PYTHON = "3.12"
 CARRY_LIMIT = 64 * 1024 * 1024  # what one device call may carry: tree and carried folders
@@ -51,15 +52,6 @@ WORD_EMBEDDINGS = "word_embeddings.weight"
 PACK = Path(".gpu")
 
 log = logging.getLogger("maas.gpu_pack")
-
-
-def sha256(path: Path) -> str:
-    """Hex digest of one file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_tar_xz(target: Path, members: Iterable[tuple[Path, str]]) -> Path:
@@ -216,7 +208,10 @@ def write_manifest(out: Path, tree: Path) -> dict[str, object]:
     total = packed + tree_bytes(tree)
     manifest: dict[str, object] = {
         "files": {
-            path.relative_to(out).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256(path)}
+            path.relative_to(out).as_posix(): {
+                "bytes": path.stat().st_size,
+                "sha256": sha256_of(path),
+            }
             for path in files
         },
         "pack_bytes": packed,
