@@ -124,6 +124,11 @@ def build_candidates(
         )
     candidates = []
     for target in targets:
+        reason = target.unavailable()
+        if reason is not None:  # recorded as skipped, with the reason, in one line
+            log.info("%s: %s skipped: %s", spec.name, target.name, reason)
+            candidates.append(evaluate(spec, target, built, onnx, expected, scratch, seconds))
+            continue
         with step(spec.name, f"building, gating and timing {target.name}"):
             candidates.append(evaluate(spec, target, built, onnx, expected, scratch, seconds))
     return report, candidates
