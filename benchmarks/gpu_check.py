@@ -28,6 +28,7 @@ import platform
 import signal
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -45,6 +46,7 @@ from maas.base.runtimes import Arrays
 from maas.base.served.adapter import Placement, ServedModelRunner, ServedSignature
 from maas.base.triton.parameters import AdapterParameters
 from maas.base.triton.repository import ModelRepository
+from maas.benchmarks.gpu_pack import quiet_transformers
 
 GPU_TARGET = "torch-cuda-bf16"
 MODELS = ("digits_cnn", "resnet50", "minilm")
@@ -82,7 +84,8 @@ class Speed:
 class CheckOptions:
     """What to run: the target, the models, how long each measurement lasts."""
 
-    out: Path
+    out: Path  # the report only: a device call brings back few and small files
+    work: Path  # the exported repository and Triton's folder
     target: str = GPU_TARGET
     models: tuple[str, ...] = MODELS
     measured: tuple[str, ...] = MEASURED
@@ -343,7 +346,7 @@ def measure_served(
     """Start Triton on the repository and measure batch 1 and the best batch over gRPC."""
     from maas.serve.embedded import EmbeddedServer, ServerOptions
 
-    work = options.out / "triton"
+    work = options.work / "triton"
     server_options = ServerOptions.on_free_ports(repository.root, workdir=work)
     server = EmbeddedServer(server_options)
     try:
@@ -374,7 +377,7 @@ def run_check(options: CheckOptions) -> Report:
     """Every step; the report is written whatever passed."""
     report = Report(options)
     gpu = options.target == GPU_TARGET
-    repository = ModelRepository(options.out / "model_repository")
+    repository = ModelRepository(options.work / "model_repository")
     with report.step("environment") as step:
         step.detail = environment()
         if gpu and step.detail["cuda_available"] != "True":
@@ -450,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the check; exit 0 when every step that ran passed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="where the report goes")
+    parser.add_argument(
+        "--work", type=Path, help="for the repository and Triton (default: a temporary folder)"
+    )
     parser.add_argument("--target", default=GPU_TARGET)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--measured", nargs="+", default=list(MEASURED))
@@ -460,9 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-serve", action="store_true", help="in process only")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    quiet_transformers()
     logging.getLogger("maas.export").setLevel(logging.INFO)
+    scratch = tempfile.TemporaryDirectory(prefix="maas-gpu-check-")
     options = CheckOptions(
         out=arguments.out,
+        work=arguments.work or Path(scratch.name),
         target=arguments.target,
         models=tuple(arguments.models),
         measured=tuple(arguments.measured),
@@ -478,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_check(options)
     finally:
         signal.signal(signal.SIGTERM, before)
+        scratch.cleanup()
     print((options.out / "report.md").read_text())
     return 0 if all(step.status != "failed" for step in report.steps) else 1
 

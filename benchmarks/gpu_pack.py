@@ -17,7 +17,7 @@ all. This writes `.gpu/`:
   the full weights.
 - `reference.npz`: sentence-transformers' fp32 embeddings of the check sentences, made here
   with the full weights: what the device's bf16 embeddings are compared against.
-- `wheels/`: maas itself and tritonclient (pure Python).
+- `wheels/`: tritonclient (pure Python); maas itself is installed there from the carried tree.
 - `manifest.json`: each file's size and sha256, and what travels in all.
 """
 
@@ -182,11 +182,10 @@ def sentence_transformers_reference(out: Path) -> Path:
     return target
 
 
-def pack_wheels(out: Path, scratch: Path, tree: Path) -> list[Path]:
-    """Wheels of maas (built from this tree) and tritonclient, installed there without deps."""
+def pack_wheels(out: Path, scratch: Path) -> list[Path]:
+    """The tritonclient wheel, installed there without deps."""
     folder = out / "wheels"
     folder.mkdir()
-    pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(folder), str(tree))
     shutil.copy2(download_wheel(TRITONCLIENT, scratch), folder)
     return sorted(folder.iterdir())
 
@@ -238,12 +237,20 @@ def build_pack(out: Path, tree: Path) -> dict[str, object]:
             ("numpy for the stubs", lambda: pack_numpy(out, scratch)),
             ("MiniLM", lambda: pack_minilm(out, scratch)),
             ("the sentence-transformers reference", lambda: sentence_transformers_reference(out)),
-            ("wheels", lambda: pack_wheels(out, scratch, tree)),
+            ("wheels", lambda: pack_wheels(out, scratch)),
         )
         for label, make in steps:
             print(f"packing {label} …", flush=True)
             make()
     return write_manifest(out, tree)
+
+
+def quiet_transformers() -> None:
+    """No "Loading weights" bars or notices: transformers is imported already, so say it so."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,8 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", type=Path, default=Path.cwd(), help="the repository's root")
     arguments = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # quiet as every maas command
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    quiet_transformers()
     for noisy in ("sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:

@@ -71,7 +71,7 @@ def test_rows_become_single_row_requests_in_order() -> None:
 
 
 def test_a_failing_step_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
-    report = Report(CheckOptions(out=tmp_path))
+    report = Report(CheckOptions(out=tmp_path, work=tmp_path / "work"))
     with report.step("export"):
         raise MaasError("not accepted: minilm")
     with report.step("in process") as step:
