@@ -43,8 +43,7 @@ import numpy as np
 
 from maas.base.errors import MaasError
 from maas.base.runtimes import Arrays
-from maas.base.served.adapter import Placement, ServedModelRunner, ServedSignature
-from maas.base.triton.parameters import AdapterParameters
+from maas.base.served.adapter import ServedModelRunner
 from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.gpu_pack import quiet_transformers
 
@@ -193,24 +192,13 @@ def export_models(
         raise MaasError(f"not exported: {', '.join(failed)}")
 
 
-def served_runner(repository: ModelRepository, model: str, gpu: bool) -> ServedModelRunner:
-    """The adapter's runner for a model, placed as a KIND_GPU instance on GPU 0 would be."""
-    config = repository.read_config(model)
-    placement = Placement()
-    if gpu:
-        preferred = config.dynamic_batching.preferred_batch_size
-        placement = Placement("cuda:0", tuple(sorted({1, *preferred})))
-    folder = repository.version_dir(model, max(repository.versions(model)))
-    parameters = AdapterParameters.for_model(config)
-    return ServedModelRunner.load(parameters, folder, ServedSignature.of_config(config), placement)
-
-
 def reference_check(
-    repository: ModelRepository, reference: Path, sentences: Arrays, gpu: bool
+    repository: ModelRepository, reference: Path, sentences: Arrays
 ) -> dict[str, Any]:
     """MiniLM's served embeddings of the real sentences against sentence-transformers' fp32."""
     expected = np.load(reference)["embeddings"]
-    runner = served_runner(repository, REFERENCE_MODEL, gpu)
+    # Placed as `maas serve` places it: a KIND_GPU model on GPU 0, with its CUDA graphs.
+    runner = ServedModelRunner.for_repository(repository, REFERENCE_MODEL)
     rows = split_rows(sentences)
     actual = np.concatenate([result["embeddings"] for result in runner.run(rows)])
     cosine = cosines(expected, actual)
@@ -304,7 +292,6 @@ def measure_in_process(
     options: CheckOptions,
     repository: ModelRepository,
     exported: dict[str, Arrays],
-    gpu: bool,
     step: Step,
 ) -> dict[str, dict[str, Any]]:
     """Each measured model's in-process speeds; batch 1 and the best batch."""
@@ -315,7 +302,8 @@ def measure_in_process(
         spec = get_spec(name)
         inputs = exported[name]
         sizes = [s for s in options.batches if s <= max(spec.batching.max_batch_size, 1)]
-        speeds = in_process(served_runner(repository, name, gpu), inputs, sizes, options.seconds)
+        runner = ServedModelRunner.for_repository(repository, name)
+        speeds = in_process(runner, inputs, sizes, options.seconds)
         best = max(speeds, key=lambda speed: speed.samples_per_s)
         found[name] = {"inputs": inputs, "speeds": speeds, "best": best}
         step.detail[name] = {"speeds": [asdict(s) for s in speeds], "best_batch": best.batch}
@@ -390,7 +378,7 @@ def run_check(options: CheckOptions) -> Report:
             step.reason = "no reference given, or MiniLM not in this run"
         elif REFERENCE_MODEL in inputs:
             sentences = inputs[REFERENCE_MODEL]
-            step.detail = reference_check(repository, options.reference, sentences, gpu)
+            step.detail = reference_check(repository, options.reference, sentences)
         else:
             step.reason = "MiniLM was not exported"
     measured: dict[str, dict[str, Any]] = {}
@@ -398,7 +386,7 @@ def run_check(options: CheckOptions) -> Report:
         if not any(name in inputs for name in options.measured):
             step.reason = "no model to measure was exported"
         else:
-            measured = measure_in_process(options, repository, inputs, gpu, step)
+            measured = measure_in_process(options, repository, inputs, step)
     with report.step("served over gRPC") as step:
         if not options.serve:
             step.reason = "not asked for (--no-serve)"

@@ -112,6 +112,13 @@ def test_a_gpu_instance_gets_its_device_and_graphs_for_the_preferred_sizes() -> 
     assert Placement.of_instance({"model_instance_kind": "CPU"}, config) == Placement()
 
 
+def test_an_in_process_runner_is_placed_where_serve_places_the_model() -> None:
+    spec = get_spec("resnet50")
+    gpu = Placement.of_config(tc.model_config(spec, get_target(TARGET)))
+    assert gpu == Placement("cuda:0", tuple(sorted({1, *spec.batching.preferred_batch_sizes})))
+    assert Placement.of_config(tc.model_config(spec, get_target("onnxruntime-fp32"))) == Placement()
+
+
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_gpu_targets_get_gpu_instances_and_the_others_cpu_instances(target: str) -> None:
     config = tc.model_config(get_spec("resnet50"), get_target(target))

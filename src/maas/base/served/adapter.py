@@ -10,6 +10,7 @@ padding and are re-padded per call, grouped by real length (`buckets`) or all to
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,17 +42,28 @@ class Placement:
     graph_batches: tuple[int, ...] = ()
 
     @classmethod
+    def on_gpu(cls, device_id: int, preferred: Iterable[int]) -> Placement:
+        """A GPU, with graphs for batch 1 and the dynamic batcher's preferred sizes."""
+        return cls(f"cuda:{device_id}", tuple(sorted({1, *(int(size) for size in preferred)})))
+
+    @classmethod
     def of_instance(cls, args: dict[str, str], config: dict[str, Any]) -> Placement:
         """From the Python backend's initialize() arguments and the model's JSON config.
 
-        A KIND_GPU instance gets its own GPU (Triton names it in model_instance_device_id) and
-        graphs for batch 1 and the dynamic batcher's preferred sizes; a CPU instance neither.
+        A KIND_GPU instance gets its own GPU (Triton names it in model_instance_device_id);
+        a CPU instance the runtime's default device.
         """
         if args.get("model_instance_kind") != "GPU":
             return cls()
         preferred = config.get("dynamic_batching", {}).get("preferred_batch_size", [])
-        batches = tuple(sorted({1, *(int(size) for size in preferred)}))
-        return cls(f"cuda:{int(args.get('model_instance_device_id', 0))}", batches)
+        return cls.on_gpu(int(args.get("model_instance_device_id", 0)), preferred)
+
+    @classmethod
+    def of_config(cls, config: ModelConfig) -> Placement:
+        """Where `maas serve` would run a model's first instance: GPU 0 for KIND_GPU groups."""
+        gpu = any(g.kind == g.KIND_GPU for g in config.instance_group)
+        preferred = config.dynamic_batching.preferred_batch_size
+        return cls.on_gpu(0, preferred) if gpu else cls()
 
 
 @dataclass(frozen=True)
@@ -127,7 +139,8 @@ class ServedModelRunner:
             parameters = replace(parameters, model=replace(parameters.model, threads=threads))
         version = max(repository.versions(model))
         folder = repository.version_dir(model, version)
-        return cls.load(parameters, folder, ServedSignature.of_config(config))
+        signature = ServedSignature.of_config(config)
+        return cls.load(parameters, folder, signature, Placement.of_config(config))
 
     @property
     def padding_mask(self) -> str | None:
