@@ -97,8 +97,8 @@ def test_graphs_are_kept_for_the_configured_batches_up_to_the_limit() -> None:
     assert policy.key(((3, 1, 8, 8),)) is None  # batch 3: eager
     first = ((8, 12), (8, 12))
     assert policy.key(first) == first
-    policy.remember(first)
-    policy.remember(((1, 5), (1, 5)))
+    policy.remember(first, "graph")
+    policy.remember(((1, 5), (1, 5)), "graph")
     assert policy.key(((8, 30), (8, 30))) is None  # a third shape: over the limit, eager
     assert policy.key(first) == first  # captured shapes keep their graph
     policy.refuse(first, "operation not permitted when stream is capturing")

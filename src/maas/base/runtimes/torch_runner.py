@@ -59,16 +59,22 @@ def torch_version() -> str:
     return str(torch.__version__)
 
 
+Shapes = tuple[tuple[int, ...], ...]  # one batch's input shapes: the key of its CUDA graph
+
+
 @dataclass
 class GraphPolicy:
-    """Which batches run through CUDA graphs: sizes in `batches`, at most `limit` shapes."""
+    """Which batches run through CUDA graphs, and the graphs captured so far.
+
+    Sizes in `batches`, at most `limit` shapes; a shape torch refused runs eagerly.
+    """
 
     batches: frozenset[int]
     limit: int = MAX_GRAPHS
-    captured: set[tuple[tuple[int, ...], ...]] = field(default_factory=set)
-    refused: dict[tuple[tuple[int, ...], ...], str] = field(default_factory=dict)
+    captured: dict[Shapes, Any] = field(default_factory=dict)  # shapes → CapturedGraph
+    refused: dict[Shapes, str] = field(default_factory=dict)
 
-    def key(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...] | None:
+    def key(self, shapes: Shapes) -> Shapes | None:
         """The graph key for a batch of these input shapes, or None to run it eagerly."""
         if not shapes or shapes[0][0] not in self.batches or shapes in self.refused:
             return None
@@ -76,11 +82,11 @@ class GraphPolicy:
             return shapes
         return None
 
-    def remember(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+    def remember(self, shapes: Shapes, graph: Any) -> None:
         """A graph now exists for these shapes."""
-        self.captured.add(shapes)
+        self.captured[shapes] = graph
 
-    def refuse(self, shapes: tuple[tuple[int, ...], ...], why: str) -> None:
+    def refuse(self, shapes: Shapes, why: str) -> None:
         """These shapes could not be captured (an op that syncs, say): run them eagerly."""
         self.refused[shapes] = why
 
@@ -122,7 +128,6 @@ class TorchRunner:
         self.module = torch.export.load(str(program)).module().to(self.device)
         on_gpu = self.device.startswith("cuda")
         self.policy = GraphPolicy(frozenset(options.graph_batches if on_gpu else ()))
-        self.graphs: dict[tuple[tuple[int, ...], ...], CapturedGraph] = {}
 
     def tensors(self, inputs: Arrays) -> list[Any]:
         """Inputs in forward's order on the device; floats in the program's dtype."""
@@ -148,17 +153,16 @@ class TorchRunner:
         result = self.module(*tensors)
         return tuple(result) if isinstance(result, (tuple, list)) else (result,)
 
-    def replay(self, key: tuple[tuple[int, ...], ...], tensors: list[Any]) -> tuple[Any, ...]:
+    def replay(self, key: Shapes, tensors: list[Any]) -> tuple[Any, ...]:
         """Copy into the graph's static inputs and replay it, capturing it first if new."""
-        captured = self.graphs.get(key)
+        captured: CapturedGraph | None = self.policy.captured.get(key)
         if captured is None:
             try:
                 captured = self.capture(tensors)
             except RuntimeError as error:  # torch refuses to capture some ops; eager still works
                 self.policy.refuse(key, str(error).splitlines()[0])
                 return self.call(tensors)
-            self.graphs[key] = captured
-            self.policy.remember(key)
+            self.policy.remember(key, captured)
         for static, tensor in zip(captured.inputs, tensors, strict=True):
             static.copy_(tensor)
         captured.graph.replay()
