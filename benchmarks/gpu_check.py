@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -46,6 +46,7 @@ from maas.base.runtimes import Arrays
 from maas.base.served.adapter import ServedModelRunner
 from maas.base.triton.repository import ModelRepository
 from maas.benchmarks.gpu_pack import quiet_transformers
+from maas.export.selection import Throughput, cycled_batch, median_seconds
 
 GPU_TARGET = "torch-cuda-bf16"
 MODELS = ("digits_cnn", "resnet50", "minilm")
@@ -68,15 +69,6 @@ class Step:
     seconds: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
-
-
-@dataclass
-class Speed:
-    """Samples per second at one batch size, and the median call's latency."""
-
-    batch: int
-    samples_per_s: float
-    median_ms: float
 
 
 @dataclass(frozen=True)
@@ -224,39 +216,24 @@ def split_rows(inputs: Arrays) -> list[Arrays]:
     return [{name: array[i : i + 1] for name, array in inputs.items()} for i in range(count)]
 
 
-def batch_of(inputs: Arrays, size: int) -> Arrays:
-    """A batch of the given size, rows cycled from the real inputs."""
-    count = len(next(iter(inputs.values())))
-    rows = np.arange(size) % count
-    return {name: np.ascontiguousarray(array[rows]) for name, array in inputs.items()}
-
-
-def timed(call: Callable[[], object], seconds: float, minimum: int = 5) -> list[float]:
-    """Per-call seconds of call, repeated for seconds (at least minimum times), after one."""
-    call()  # warm-up: first calls allocate, pick kernels and capture graphs
-    timings: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(timings) < minimum or time.perf_counter() < deadline:
-        started = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - started)
-    return timings
-
-
 def in_process(
     runner: ServedModelRunner, inputs: Arrays, sizes: list[int], seconds: float
-) -> list[Speed]:
+) -> list[Throughput]:
     """The adapter's runner on formed batches of single-row requests, at each size."""
     speeds = []
     for size in sizes:
-        feeds = split_rows(batch_of(inputs, size))
-        median = statistics.median(timed(partial(runner.run, feeds), seconds))
-        speeds.append(Speed(size, size / median, median * 1000.0))
+        # The warm-up call also captures the batch's CUDA graph.
+        median = median_seconds(
+            partial(runner.run, split_rows(cycled_batch(inputs, size))), seconds
+        )
+        speeds.append(Throughput(size, size / median, median * 1000.0))
     return speeds
 
 
-def served(url: str, model: str, batch: Arrays, in_flight: int, seconds: float) -> Speed:
+def served(url: str, model: str, batch: Arrays, in_flight: int, seconds: float) -> Throughput:
     """Requests of one batch over gRPC with in_flight of them outstanding; samples/s."""
+    # Not maas.clients' build_infer_inputs: importing maas.clients imports tritonclient's HTTP
+    # client, whose dependencies (geventhttpclient, rapidjson) the device does not have.
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import np_to_triton_dtype
 
@@ -285,7 +262,7 @@ def served(url: str, model: str, batch: Arrays, in_flight: int, seconds: float) 
     elapsed = time.perf_counter() - started
     timings = [t for caller in per_caller for t in caller]
     size = len(next(iter(batch.values())))
-    return Speed(size, len(timings) * size / elapsed, statistics.median(timings) * 1000.0)
+    return Throughput(size, len(timings) * size / elapsed, statistics.median(timings) * 1000.0)
 
 
 def measure_in_process(
@@ -342,8 +319,10 @@ def measure_served(
             server.start()
         step.detail["served_models"] = [f"{m.name}: {m.served_by}" for m in server.served]
         for name, found in measured.items():
-            one = served(server.grpc_url, name, batch_of(found["inputs"], 1), 1, options.seconds)
-            best_batch = batch_of(found["inputs"], found["best"].batch)
+            one = served(
+                server.grpc_url, name, cycled_batch(found["inputs"], 1), 1, options.seconds
+            )
+            best_batch = cycled_batch(found["inputs"], found["best"].batch)
             best = served(server.grpc_url, name, best_batch, IN_FLIGHT, options.seconds)
             alone = {speed.batch: speed for speed in found["speeds"]}
             step.detail[name] = {

@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -67,21 +68,30 @@ def batch_sizes(spec: ModelSpec) -> list[int]:
     return sorted(size for size in sizes if size <= max(spec.batching.max_batch_size, 1))
 
 
+def cycled_batch(inputs: Inputs, size: int) -> Inputs:
+    """A batch of size rows, cycling through the real inputs."""
+    count = len(next(iter(inputs.values())))
+    rows = np.arange(size) % count
+    return {name: np.ascontiguousarray(array[rows]) for name, array in inputs.items()}
+
+
+def median_seconds(call: Callable[[], object], seconds: float) -> float:
+    """Median time of call, repeated for seconds (at least MIN_CALLS times) after a warm-up."""
+    call()  # warm-up: first calls allocate and pick kernels
+    timings: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(timings) < MIN_CALLS or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
 def measure(runner: Runner, inputs: Inputs, sizes: list[int], seconds: float) -> list[Throughput]:
     """Median per-call time at each batch size, cycling through the real inputs."""
-    count = len(next(iter(inputs.values())))
     results = []
     for size in sizes:
-        rows = np.arange(size) % count
-        batch = {name: np.ascontiguousarray(array[rows]) for name, array in inputs.items()}
-        runner.infer(batch)  # warm-up: first calls allocate and pick kernels
-        timings: list[float] = []
-        deadline = time.perf_counter() + seconds
-        while len(timings) < MIN_CALLS or time.perf_counter() < deadline:
-            started = time.perf_counter()
-            runner.infer(batch)
-            timings.append(time.perf_counter() - started)
-        median = statistics.median(timings)
+        median = median_seconds(partial(runner.infer, cycled_batch(inputs, size)), seconds)
         results.append(Throughput(size, size / median, median * 1000.0))
     return results
 
