@@ -5,8 +5,7 @@
 # On a device:   the device tool's run, command "bash benchmarks/gpu_check.sh",
 #                carry [".gpu"], timeout_s 540; the report comes back from $OUT.
 #
-# It installs maas from this tree and tritonclient from .gpu/wheels into a scratch folder,
-# unpacks Triton,
+# It installs maas from this tree into a scratch folder, unpacks the gRPC client, Triton,
 # MiniLM and numpy 1.26 (for Triton's Python backend stubs only), then runs
 # maas.benchmarks.gpu_check: export with torch-cuda-bf16 and its gates, MiniLM against
 # sentence-transformers' fp32, in-process and served (gRPC) throughput, report.md/json.
@@ -19,14 +18,14 @@ mkdir -p "$OUT" "$SITE/lib" "$SITE/stub"
 started=$(date +%s)
 {
   echo "== unpacking .gpu/ into $SITE"
-  for required in .gpu/wheels .gpu/triton.tar.xz .gpu/minilm.tar.xz .gpu/numpy.tar.xz; do
+  for required in .gpu/client.tar.xz .gpu/triton.tar.xz .gpu/minilm.tar.xz .gpu/numpy.tar.xz; do
     [ -e "$required" ] || { echo "error: $required is missing: run python -m maas.benchmarks.gpu_pack here first"; exit 2; }
   done
   # maas from this very tree (a wheel made earlier could lag behind it), offline.
   python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
-    --target "$SITE/lib" . .gpu/wheels/*.whl || exit 2
-  tar -xJf .gpu/triton.tar.xz -C "$SITE/lib" && tar -xJf .gpu/minilm.tar.xz -C "$SITE/lib" \
-    && tar -xJf .gpu/numpy.tar.xz -C "$SITE/stub" || exit 2
+    --target "$SITE/lib" . || exit 2
+  for pack in client triton minilm; do tar -xJf ".gpu/$pack.tar.xz" -C "$SITE/lib" || exit 2; done
+  tar -xJf .gpu/numpy.tar.xz -C "$SITE/stub" || exit 2
   echo "   unpacked in $(( $(date +%s) - started )) s"
   if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

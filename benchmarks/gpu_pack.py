@@ -17,7 +17,11 @@ all. This writes `.gpu/`:
   the full weights.
 - `reference.npz`: sentence-transformers' fp32 embeddings of the check sentences, made here
   with the full weights: what the device's bf16 embeddings are compared against.
-- `wheels/`: tritonclient (pure Python); maas itself is installed there from the carried tree.
+- `client.tar.xz`: tritonclient's gRPC side with what it imports that the device may lack or
+  have in another version (python-rapidjson, grpcio, protobuf: its generated code checks their
+  versions), each at the version installed here, unpacked from their wheels as pip would
+  install them (xz packs them smaller than the wheels' zip); maas itself is installed from
+  the carried tree.
 - `manifest.json`: each file's size and sha256, and what travels in all.
 """
 
@@ -46,8 +50,16 @@ from maas.export.manifest import sha256_of
 DEVICE_PYTHON = "3.12"
 CARRY_LIMIT = 64 * 1024 * 1024  # what one device call may carry: tree and carried folders
 NUMPY_FOR_STUB = "numpy==1.26.4"
-TRITONCLIENT = "tritonclient==2.73.0"
-PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
+# tritonclient.grpc imports rapidjson, which the device lacks, and its generated code refuses an
+# older grpcio or protobuf than it was made with; the device's versions are unknown.
+CLIENT_PACKAGES = ("tritonclient", "python-rapidjson", "grpcio", "protobuf")
+PLATFORMS = (  # what the device (glibc 2.35 or later) installs; pip matches each tag exactly
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 WORD_EMBEDDINGS = "word_embeddings.weight"
 PACK = Path(".gpu")
 
@@ -114,13 +126,20 @@ def download_wheel(requirement: str, folder: Path) -> Path:
     return wheel
 
 
-def pack_numpy(out: Path, scratch: Path) -> Path:
-    """Unpack numpy 1.26 for Python 3.12 from its wheel and pack it for the stubs only."""
-    wheel = download_wheel(NUMPY_FOR_STUB, scratch)
-    unpacked = scratch / "numpy"
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(unpacked)
-    return write_tar_xz(out / "numpy.tar.xz", [(p, p.name) for p in sorted(unpacked.iterdir())])
+def pack_wheels(requirements: Iterable[str], scratch: Path, target: Path) -> Path:
+    """Wheels for the device's Python, unzipped as `pip install --no-deps` lays them out."""
+    unpacked = scratch / target.name.split(".")[0]
+    for requirement in requirements:
+        with zipfile.ZipFile(download_wheel(requirement, scratch / "wheels")) as archive:
+            archive.extractall(unpacked)
+    return write_tar_xz(target, [(path, path.name) for path in sorted(unpacked.iterdir())])
+
+
+def client_requirements() -> list[str]:
+    """The gRPC client's packages at the versions installed (and tested) here."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in CLIENT_PACKAGES]
 
 
 def used_token_ids(folder: Path) -> set[int]:
@@ -182,14 +201,6 @@ def sentence_transformers_reference(out: Path) -> Path:
     return target
 
 
-def pack_wheels(out: Path, scratch: Path) -> list[Path]:
-    """The tritonclient wheel, installed there without deps."""
-    folder = out / "wheels"
-    folder.mkdir()
-    shutil.copy2(download_wheel(TRITONCLIENT, scratch), folder)
-    return sorted(folder.iterdir())
-
-
 def tree_bytes(tree: Path) -> int:
     """Bytes of what a device call sends besides carried folders: tracked and untracked files."""
     listing = subprocess.run(
@@ -234,10 +245,16 @@ def build_pack(out: Path, tree: Path) -> dict[str, object]:
         scratch = Path(folder)
         steps = (
             ("Triton", lambda: pack_triton(out)),
-            ("numpy for the stubs", lambda: pack_numpy(out, scratch)),
+            (
+                "numpy for the stubs",
+                lambda: pack_wheels([NUMPY_FOR_STUB], scratch, out / "numpy.tar.xz"),
+            ),
             ("MiniLM", lambda: pack_minilm(out, scratch)),
             ("the sentence-transformers reference", lambda: sentence_transformers_reference(out)),
-            ("wheels", lambda: pack_wheels(out, scratch)),
+            (
+                "the gRPC client",
+                lambda: pack_wheels(client_requirements(), scratch, out / "client.tar.xz"),
+            ),
         )
         for label, make in steps:
             print(f"packing {label} …", flush=True)
