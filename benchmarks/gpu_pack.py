@@ -63,8 +63,6 @@ PLATFORMS = (  # what the device (glibc 2.35 or later) installs; pip matches eac
 WORD_EMBEDDINGS = "word_embeddings.weight"
 PACK = Path(".gpu")
 
-log = logging.getLogger("maas.gpu_pack")
-
 
 def write_tar_xz(target: Path, members: Iterable[tuple[Path, str]]) -> Path:
     """A tar.xz of (file or folder, name in the archive) pairs, without caches and tests."""
@@ -147,8 +145,7 @@ def used_token_ids(folder: Path) -> set[int]:
     from maas.export.text import max_length_of, tokenize, tokenizer_file
 
     tokens = tokenize(tokenizer_file(folder), SENTENCES, max_length_of(folder))
-    ids, mask = tokens["input_ids"], tokens["attention_mask"]
-    return {int(i) for i in ids[mask > 0]} | {int(i) for i in np.unique(ids)}
+    return {int(i) for i in np.unique(tokens["input_ids"])}  # padding's id too
 
 
 def compressible_weights(weights: Path, used: set[int], target: Path) -> None:

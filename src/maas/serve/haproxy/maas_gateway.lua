@@ -783,7 +783,6 @@ core.register_action("maas_check_shm_http", { "http-req" }, function(txn)
   end
 end, 0)
 
--- One action per HTTP inference request: each Lua action costs tens of microseconds of CPU.
 -- The model's backend for an HTTP call, or a 503 naming the limit it is at.
 local function admit_http(txn, model)
   local backend, limit = admit(txn, "http", model)
@@ -794,6 +793,7 @@ local function admit_http(txn, model)
   txn:set_var("txn.maas_backend", backend)
 end
 
+-- One action per HTTP inference request: each Lua action costs tens of microseconds of CPU.
 core.register_action("maas_check_and_admit_http", { "http-req" }, function(txn)
   local model, version = infer_target(txn.sf:path())
   if model == nil or txn.sf:method() ~= "POST" then
